@@ -1,0 +1,35 @@
+# Two commands: `make demo` (the main job on the local testbed) and `make test` (everything).
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: demo test lint unit deps venv clean
+
+demo: deps venv
+	$(BIN)/invoke demo
+
+test: deps venv
+	bash scripts/ensure-postgres.sh
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest -m unit
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+deps:
+	bash scripts/system-deps.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

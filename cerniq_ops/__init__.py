@@ -1,0 +1,1 @@
+"""cerniq-ops: the Cerniq app's procedures as tested, executable steps."""

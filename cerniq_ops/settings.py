@@ -1,0 +1,214 @@
+"""One settings model: an environment = inventory + group data + secrets from the environment.
+
+Resolution order (later wins): group_data/all.py, group_data/<env>.py, and when
+CERNIQ_TARGET=testbed also group_data/testbed.py and the generated .testbed/group_data/<env>.py.
+The inventory is inventories/<env>.py, or .testbed/inventories/<env>.py for the testbed.
+Secrets are never in files: a `*_env` setting names the environment variable holding one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cerniq_ops.errors import BadInput
+from cerniq_ops.output import register_secret
+
+ENVIRONMENTS = ("staging", "production")
+TARGETS = ("real", "testbed")
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECRET_FIELDS = ("db_password_env", "slack_webhook_env", "github_token_env")
+
+
+def testbed_dir() -> Path:
+    """Where the testbed keeps its generated inventories, keys and per-host folders."""
+    return Path(os.environ.get("CERNIQ_TESTBED_DIR", PROJECT_DIR / ".testbed")).resolve()
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A host of an environment: its inventory name, groups (roles) and pyinfra host data."""
+
+    name: str
+    roles: tuple[str, ...]
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        """The address we connect to (ssh_hostname in pyinfra terms, else the name)."""
+        return str(self.data.get("ssh_hostname", self.name))
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    target: str
+    hosts: tuple[HostSpec, ...]
+    app_root: str
+    backup_dir: str
+    health_port: int
+    blue_port: int
+    green_port: int
+    postgres_port: int
+    redis_port: int
+    health_retries: int
+    health_interval: float
+    bluegreen_health_retries: int
+    bluegreen_health_interval: float
+    disk_warn_percent: int
+    disk_max_percent: int
+    registry: str
+    image_prefix: str
+    services: list[str]
+    compose_command: list[str]
+    compose_project: str
+    db_name: str
+    db_user: str
+    db_password_env: str
+    migration_lock_timeout: str
+    migration_statement_timeout: str
+    rollback_error_rate: float
+    rollback_latency_factor: float
+    slack_webhook_env: str
+    github_repo: str
+    github_api: str
+    github_token_env: str
+    confirm_phrase: str | None
+    ssh_user: str
+    ssh_port: int
+    public_url: str
+
+    # -- hosts ---------------------------------------------------------------------------
+    def hosts_in(self, role: str) -> list[HostSpec]:
+        return [h for h in self.hosts if role in h.roles]
+
+    @property
+    def app_hosts(self) -> list[HostSpec]:
+        return self.hosts_in("app_servers")
+
+    @property
+    def primary_host(self) -> HostSpec:
+        """The host that holds the deploy lock, the markers and the audit log of record."""
+        return self.app_hosts[0]
+
+    @property
+    def db_host(self) -> HostSpec:
+        dbs = self.hosts_in("db_servers")
+        primary = [h for h in dbs if h.data.get("db_primary")]
+        if not (primary or dbs):
+            raise BadInput(f"environment '{self.env}' has no db_servers in its inventory")
+        return (primary or dbs)[0]
+
+    # -- images --------------------------------------------------------------------------
+    def image(self, service: str, version: str) -> str:
+        return f"{self.registry}/{self.image_prefix}/{service}:{version}"
+
+    # -- secrets -------------------------------------------------------------------------
+    def secret(self, env_field: str) -> str | None:
+        """The value of the secret named by setting `env_field`, or None when unset."""
+        value = os.environ.get(getattr(self, env_field)) or None
+        register_secret(value)
+        return value
+
+    def require_secret(self, env_field: str) -> str:
+        value = self.secret(env_field)
+        if value is None:
+            raise BadInput(
+                f"missing secret: set the environment variable {getattr(self, env_field)} "
+                f"({env_field.removesuffix('_env').replace('_', ' ')} for {self.env})"
+            )
+        return value
+
+    def secret_values(self) -> list[str]:
+        """Every secret value currently set: what redaction must hide."""
+        return [v for f in SECRET_FIELDS if (v := self.secret(f))]
+
+    # -- database ------------------------------------------------------------------------
+    def db_conninfo(self, password: str | None = None) -> dict[str, Any]:
+        """psycopg connection keywords for this environment's database (password explicit)."""
+        host = self.db_host
+        info: dict[str, Any] = {
+            "host": str(host.data.get("db_address", host.address)),
+            "port": int(host.data.get("db_port", self.postgres_port)),
+            "dbname": self.db_name,
+            "user": self.db_user,
+            "application_name": f"cerniq-ops/{self.env}",
+            "connect_timeout": 10,
+        }
+        if password:
+            info["password"] = password
+        return info
+
+    def public_view(self) -> dict[str, Any]:
+        """Everything resolved, secrets shown only as set/missing: what `env.show` prints."""
+        view = {k: v for k, v in dataclasses.asdict(self).items() if k != "hosts"}
+        for f in SECRET_FIELDS:
+            view[f] = f"{getattr(self, f)} ({'set' if self.secret(f) else 'missing'})"
+        view["hosts"] = [
+            {"name": h.name, "roles": list(h.roles), "address": h.address} for h in self.hosts
+        ]
+        return view
+
+
+def _module_values(path: Path) -> dict[str, Any]:
+    """The public module-level names of a group data / inventory file."""
+    if not path.exists():
+        return {}
+    return {
+        k: v
+        for k, v in runpy.run_path(str(path)).items()
+        if not k.startswith("_") and not callable(v) and not isinstance(v, type(os))
+    }
+
+
+def _hosts_from_inventory(path: Path) -> tuple[HostSpec, ...]:
+    if not path.exists():
+        raise BadInput(f"inventory {path} does not exist")
+    roles: dict[str, list[str]] = {}
+    data: dict[str, dict[str, Any]] = {}
+    for group, members in _module_values(path).items():
+        if not isinstance(members, list | tuple):
+            continue
+        for member in members:
+            name, host_data = member if isinstance(member, tuple) else (member, {})
+            roles.setdefault(name, []).append(group)
+            data.setdefault(name, {}).update(host_data)
+    return tuple(HostSpec(n, tuple(r), data[n]) for n, r in roles.items())
+
+
+def current_target() -> str:
+    target = os.environ.get("CERNIQ_TARGET", "real")
+    if target not in TARGETS:
+        raise BadInput(f"unknown CERNIQ_TARGET '{target}'; choose one of: {', '.join(TARGETS)}")
+    return target
+
+
+def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT_DIR) -> Settings:
+    """Resolve the settings of ENV; BadInput (one line, exit 2) for anything unknown."""
+    if env not in ENVIRONMENTS:
+        raise BadInput(f"unknown environment '{env}'; choose one of: {', '.join(ENVIRONMENTS)}")
+    target = target or current_target()
+    layers = [project_dir / "group_data" / "all.py", project_dir / "group_data" / f"{env}.py"]
+    inventory = project_dir / "inventories" / f"{env}.py"
+    if target == "testbed":
+        generated = testbed_dir()
+        layers += [project_dir / "group_data" / "testbed.py", generated / "group_data" / f"{env}.py"]
+        inventory = generated / "inventories" / f"{env}.py"
+        if not inventory.exists():
+            raise BadInput("the testbed is not up (no generated inventory); run `invoke testbed.up`")
+    values: dict[str, Any] = {}
+    known = {f.name for f in dataclasses.fields(Settings)} - {"env", "target", "hosts"}
+    for layer in layers:
+        layer_values = _module_values(layer)
+        unknown = sorted(set(layer_values) - known)
+        if unknown:
+            raise BadInput(f"unknown setting(s) {', '.join(unknown)} in {layer}")
+        values.update(layer_values)
+    missing = sorted(known - set(values))
+    if missing:
+        raise BadInput(f"setting(s) {', '.join(missing)} missing for environment '{env}'")
+    return Settings(env=env, target=target, hosts=_hosts_from_inventory(inventory), **values)

@@ -1,0 +1,57 @@
+"""Defaults for every environment (values from the procedures document, seed sections 7-11).
+
+Plain module-level names, as pyinfra group data. Secrets are never stored here: a `*_env`
+setting names the environment variable that holds the secret.
+"""
+
+# Where the app lives on each host (seed 7.2/7.3: /opt/cerniq, /backup)
+app_root = "/opt/cerniq"
+backup_dir = "/backup"
+
+# Ports (seed 7.3, 4.4): health entrypoint, blue and green colors, PostgreSQL, Redis
+health_port = 64000
+blue_port = 64001
+green_port = 64002
+postgres_port = 64032
+redis_port = 64039
+
+# Health gates (seed 7.2: 5 x 5 s after deploy; 7.3: 30 x 2 s for the idle color)
+health_retries = 5
+health_interval = 5.0
+bluegreen_health_retries = 30
+bluegreen_health_interval = 2.0
+
+# Disk (seed 7.2 warns above 80%); deploys refuse above the hard limit
+disk_warn_percent = 80
+disk_max_percent = 95
+
+# Images: <registry>/<image_prefix>/<service>:<version>
+registry = "registry.cerniq.app"
+image_prefix = "cerniq"
+services = ["api", "web", "workers"]
+compose_command = ["docker", "compose"]
+compose_project = "cerniq"
+
+# Database (seed 9.2 uses user c3rn1q, database cerniq)
+db_name = "cerniq"
+db_user = "c3rn1q"
+db_password_env = "CERNIQ_DB_PASSWORD"
+migration_lock_timeout = "5s"
+migration_statement_timeout = "15min"
+
+# Rollback thresholds (seed 9.1)
+rollback_error_rate = 0.05
+rollback_latency_factor = 3.0
+
+# Notifications and CI (seed 7.2): secrets come from the environment
+slack_webhook_env = "CERNIQ_SLACK_WEBHOOK"
+github_repo = "cerniq/cerniq-app"
+github_api = "https://api.github.com"
+github_token_env = "GITHUB_TOKEN"
+
+# Typed confirmation a change to this environment needs (None: none)
+confirm_phrase = None
+
+# How we reach hosts
+ssh_user = "deploy"
+ssh_port = 22

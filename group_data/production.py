@@ -1,0 +1,5 @@
+"""Production (seed 7.1): the live system; deploys need the typed confirmation."""
+
+public_url = "https://app.cerniq.app"
+db_password_env = "CERNIQ_PRODUCTION_DB_PASSWORD"
+confirm_phrase = "DEPLOY PRODUCTION"

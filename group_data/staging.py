@@ -1,0 +1,4 @@
+"""Staging (seed 7.1): pre-production, anonymized production clone."""
+
+public_url = "https://staging.cerniq.app"
+db_password_env = "CERNIQ_STAGING_DB_PASSWORD"

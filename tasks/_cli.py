@@ -1,0 +1,33 @@
+"""What every task shares: errors become one line and an exit code; --debug shows tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from invoke.exceptions import Exit
+
+from cerniq_ops.errors import CerniqError
+from cerniq_ops.output import redact
+
+
+def cli(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a task body: a CerniqError prints `error: <message>` and exits with its code.
+
+    Set CERNIQ_DEBUG=1 to see the traceback instead.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CerniqError as exc:
+            if os.environ.get("CERNIQ_DEBUG"):
+                raise
+            raise Exit(f"error: {redact(str(exc))}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted", code=130) from None
+
+    return wrapper
