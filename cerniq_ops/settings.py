@@ -196,10 +196,15 @@ def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT
     inventory = project_dir / "inventories" / f"{env}.py"
     if target == "testbed":
         generated = testbed_dir()
-        layers += [project_dir / "group_data" / "testbed.py", generated / "group_data" / f"{env}.py"]
+        layers += [
+            project_dir / "group_data" / "testbed.py",
+            generated / "group_data" / f"{env}.py",
+        ]
         inventory = generated / "inventories" / f"{env}.py"
         if not inventory.exists():
-            raise BadInput("the testbed is not up (no generated inventory); run `invoke testbed.up`")
+            raise BadInput(
+                "the testbed is not up (no generated inventory); run `invoke testbed.up`"
+            )
     values: dict[str, Any] = {}
     known = {f.name for f in dataclasses.fields(Settings)} - {"env", "target", "hosts"}
     for layer in layers:

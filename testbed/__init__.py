@@ -1,0 +1,1 @@
+"""The local testbed: real SSH hosts (network namespaces), dockerd, a registry and PostgreSQL."""

@@ -1,0 +1,314 @@
+"""What the testbed is made of, as data and text: pure builders, no I/O.
+
+Every host is a network namespace on one bridge, with its own sshd (PID 1 of its own PID
+namespace) and, by role, its own dockerd, registry or PostgreSQL cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+REGISTRY_PORT = 5000
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+@dataclass(frozen=True)
+class TestbedHost:
+    name: str  # hostname inside the testbed and inventory name
+    ip: str
+    env: str | None  # staging / production, or None for shared hosts
+    role: str  # registry | app | db
+    __test__ = False
+
+    @property
+    def runs_docker(self) -> bool:
+        return self.role == "app"
+
+    @property
+    def runs_postgres(self) -> bool:
+        return self.role == "db"
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """The layout of one testbed; `prefix` and `net` let several coexist on one machine."""
+
+    dir: Path
+    prefix: str = "cq"
+    net: str = "10.77.0"  # a /24: .1 is the bridge in the root namespace
+    __test__ = False
+
+    @classmethod
+    def from_env(cls, directory: Path) -> Testbed:
+        return cls(
+            dir=directory,
+            prefix=os.environ.get("CERNIQ_TESTBED_PREFIX", "cq"),
+            net=os.environ.get("CERNIQ_TESTBED_NET", "10.77.0"),
+        )
+
+    @property
+    def hosts(self) -> tuple[TestbedHost, ...]:
+        n = self.net
+        return (
+            TestbedHost("registry", f"{n}.2", None, "registry"),
+            TestbedHost("staging-app1", f"{n}.11", "staging", "app"),
+            TestbedHost("staging-db", f"{n}.12", "staging", "db"),
+            TestbedHost("prod-app1", f"{n}.21", "production", "app"),
+            TestbedHost("prod-app2", f"{n}.22", "production", "app"),
+            TestbedHost("prod-db", f"{n}.23", "production", "db"),
+        )
+
+    def host(self, name: str) -> TestbedHost:
+        return next(h for h in self.hosts if h.name == name)
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}-br0"
+
+    @property
+    def bridge_ip(self) -> str:
+        return f"{self.net}.1"
+
+    def netns(self, host: TestbedHost) -> str:
+        return f"{self.prefix}-{host.name}"
+
+    def veth(self, host: TestbedHost) -> tuple[str, str]:
+        """(root side, host side) interface names; at most 15 characters each."""
+        last = host.ip.rsplit(".", 1)[1]
+        return f"{self.prefix}v{last}", f"{self.prefix}h{last}"
+
+    def cgroup_parent(self, host: TestbedHost) -> str:
+        return f"{self.prefix}-{host.name}"
+
+    @property
+    def registry_address(self) -> str:
+        return f"{self.host('registry').ip}:{REGISTRY_PORT}"
+
+    # -- paths -----------------------------------------------------------------------------
+    def host_dir(self, host: TestbedHost) -> Path:
+        return self.dir / "hosts" / host.name
+
+    @property
+    def ssh_dir(self) -> Path:
+        return self.dir / "ssh"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.ssh_dir / "config"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.ssh_dir / "id_ed25519"
+
+    @property
+    def env_file(self) -> Path:
+        return self.dir / "env"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.dir / "secrets.env"
+
+
+# Folders bound over the host's own view of the root filesystem: (inside path, host subdir)
+BIND_DIRS = (
+    ("/run", "run"),
+    ("/opt/cerniq", "opt-cerniq"),
+    ("/backup", "backup"),
+    ("/root", "root"),
+    ("/var/lib/postgresql", "pgdata"),
+    ("/var/lib/docker", "docker"),
+    ("/var/log/cerniq-host", "log"),
+)
+BIND_FILES = (("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf"))
+
+
+def hosts_file(tb: Testbed, host: TestbedHost) -> str:
+    lines = ["127.0.0.1 localhost", f"{host.ip} {host.name}"]
+    lines += [f"{h.ip} {h.name}" for h in tb.hosts if h != host]
+    return "\n".join(lines) + "\n"
+
+
+def sshd_config(tb: Testbed, host: TestbedHost) -> str:
+    return "\n".join(
+        [
+            f"ListenAddress {host.ip}",
+            "Port 22",
+            f"HostKey {tb.host_dir(host) / 'ssh_host_ed25519_key'}",
+            "PidFile /run/sshd.pid",
+            f"AuthorizedKeysFile {tb.ssh_dir / 'authorized_keys'}",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "StrictModes no",
+            "UseDNS no",
+            "PrintMotd no",
+            "MaxSessions 100",
+            "MaxStartups 100:30:200",
+            "Subsystem sftp /usr/lib/openssh/sftp-server",
+            "",
+        ]
+    )
+
+
+def ssh_client_config(tb: Testbed) -> str:
+    """An ssh_config for ssh, testinfra and humans: host aliases, key, known hosts, ControlPath."""
+    common = [
+        "  User root",
+        f"  IdentityFile {tb.ssh_key}",
+        "  IdentitiesOnly yes",
+        f"  UserKnownHostsFile {tb.ssh_dir / 'known_hosts'}",
+        "  StrictHostKeyChecking yes",
+        "  ControlMaster auto",
+        f"  ControlPath {tb.ssh_dir}/cm-%C",
+        "  ControlPersist 120",
+        "  ConnectTimeout 5",
+        "  LogLevel ERROR",
+    ]
+    out: list[str] = []
+    for h in tb.hosts:
+        out += [f"Host {h.name} {h.ip}", f"  HostName {h.ip}", *common, ""]
+    return "\n".join(out)
+
+
+def postgres_conf_args(host: TestbedHost, port: int) -> str:
+    return (
+        f"-c listen_addresses={host.ip} -c port={port} "
+        "-c unix_socket_directories=/run/postgresql -c fsync=off -c full_page_writes=off"
+    )
+
+
+def registry_config(tb: Testbed) -> str:
+    host = tb.host("registry")
+    return (
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {tb.host_dir(host) / 'registry'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: {host.ip}:{REGISTRY_PORT}\n"
+    )
+
+
+def inner_script(tb: Testbed, host: TestbedHost, db_password: str, pg_port: int) -> str:
+    """The script a host boots with, inside its own mount/UTS/IPC/PID namespaces.
+
+    It binds the per-host folders, starts the role's daemons, then becomes sshd (PID 1).
+    """
+    hd = tb.host_dir(host)
+    q = shlex.quote
+    lines = [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"HD={q(str(hd))}",
+        *[f'mount --bind "$HD/{sub}" {inside}' for inside, sub in BIND_DIRS],
+        *[f'mount --bind "$HD/{sub}" {inside}' for inside, sub in BIND_FILES],
+        "mount -t tmpfs -o size=64m tmpfs /dev/shm",
+        "mkdir -p /run/sshd /run/postgresql && chown postgres:postgres /run/postgresql",
+        f"hostname {q(host.name)}",
+        "ip link set lo up",
+        "log=/var/log/cerniq-host",
+    ]
+    if host.runs_docker:
+        lines += [
+            "dockerd --cgroup-parent "
+            + q("/" + tb.cgroup_parent(host))
+            + f" --dns {host.ip} --insecure-registry {tb.registry_address}"
+            + ' --storage-driver overlay2 >"$log/dockerd.log" 2>&1 &',
+        ]
+    if host.role == "registry":
+        lines += [
+            '/usr/bin/docker-registry serve "$HD/registry.yml" >"$log/registry.log" 2>&1 &',
+        ]
+    if host.runs_postgres:
+        pgdata = "/var/lib/postgresql/data"
+        statements = (
+            f"CREATE ROLE c3rn1q LOGIN CREATEDB PASSWORD {_sql_literal(db_password)}",
+            "CREATE DATABASE cerniq OWNER c3rn1q",
+        )
+        psql_args = " ".join(f"-c {q(sql)}" for sql in statements)
+        lines += [
+            "chown postgres:postgres /var/lib/postgresql",
+            'touch "$log/postgres.log" && chown postgres "$log/postgres.log"',
+            f"if [ ! -s {pgdata}/PG_VERSION ]; then",
+            f"  runuser -u postgres -- {PG_BIN}/initdb -D {pgdata} -A trust -U postgres >/dev/null",
+            f"  echo 'host all all 0.0.0.0/0 scram-sha-256' >> {pgdata}/pg_hba.conf",
+            "  FIRST=1",
+            "fi",
+            f"rm -f {pgdata}/postmaster.pid",
+            f"runuser -u postgres -- {PG_BIN}/pg_ctl -D {pgdata} -w -t 60"
+            f' -l "$log/postgres.log" -o {q(postgres_conf_args(host, pg_port))} start >/dev/null',
+            'if [ -n "${FIRST:-}" ]; then',
+            f"  runuser -u postgres -- psql -q -h /run/postgresql -p {pg_port} -d postgres"
+            f" {psql_args}",
+            "fi",
+        ]
+    if host.runs_docker:
+        lines += [
+            "for i in $(seq 1 300); do docker version >/dev/null 2>&1 && break; sleep 0.1; done",
+            "docker version >/dev/null",
+        ]
+    lines += [
+        'exec /usr/sbin/sshd -D -f "$HD/sshd_config" -E "$log/sshd.log"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def inventory_module(tb: Testbed, env: str) -> str:
+    """The generated pyinfra inventory of ENV on the testbed (same groups as inventories/)."""
+    common = {
+        "ssh_user": "root",
+        "ssh_key": str(tb.ssh_key),
+        "ssh_known_hosts_file": str(tb.ssh_dir / "known_hosts"),
+        "ssh_strict_host_key_checking": "yes",
+    }
+    app = [h for h in tb.hosts if h.env == env and h.role == "app"]
+    db = [h for h in tb.hosts if h.env == env and h.role == "db"]
+
+    def entry(h: TestbedHost, **extra: object) -> str:
+        return repr((h.name, {"ssh_hostname": h.ip, **common, **extra}))
+
+    return (
+        f'"""Generated by `invoke testbed.up`: the testbed\'s {env} hosts. Do not edit."""\n\n'
+        + "app_servers = [\n"
+        + "".join(f"    {entry(h)},\n" for h in app)
+        + "]\n"
+        + "db_servers = [\n"
+        + "".join(f"    {entry(h, db_primary=True)},\n" for h in db)
+        + "]\n"
+    )
+
+
+def group_data_module(tb: Testbed, env: str) -> str:
+    app = [h for h in tb.hosts if h.env == env and h.role == "app"]
+    values = {
+        "registry": tb.registry_address,
+        "public_url": f"http://{app[0].ip}:64000",
+        "db_password_env": f"CERNIQ_TESTBED_{env.upper()}_DB_PASSWORD",
+    }
+    body = "".join(f"{k} = {v!r}\n" for k, v in values.items())
+    return f'"""Generated by `invoke testbed.up`: {env} on the testbed. Do not edit."""\n\n{body}'
+
+
+def env_file(tb: Testbed, passwords: dict[str, str]) -> str:
+    """Shell lines that point cerniq-ops at this testbed (`. .testbed/env`)."""
+    lines = [
+        "# Generated by `invoke testbed.up`: source it to aim cerniq-ops at the testbed.",
+        "export CERNIQ_TARGET=testbed",
+        f"export CERNIQ_TESTBED_DIR={shlex.quote(str(tb.dir))}",
+        f"export CERNIQ_TESTBED_PREFIX={shlex.quote(tb.prefix)}",
+        f"export CERNIQ_TESTBED_NET={shlex.quote(tb.net)}",
+    ]
+    lines += [
+        f"export CERNIQ_TESTBED_{env.upper()}_DB_PASSWORD={shlex.quote(pw)}"
+        for env, pw in passwords.items()
+    ]
+    return "\n".join(lines) + "\n"

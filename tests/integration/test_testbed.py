@@ -1,0 +1,97 @@
+"""The testbed is real: SSH hosts with their own dockerd, registry, PostgreSQL and /opt/cerniq."""
+
+import os
+import signal
+
+import psycopg
+import pytest
+
+from cerniq_ops import settings, survey
+from testbed import images
+
+pytestmark = pytest.mark.integration
+
+
+def test_pyinfra_reaches_every_host_and_sees_its_daemons(testbed):
+    for env in settings.ENVIRONMENTS:
+        reports = {r.name: r for r in survey.survey(settings.load(env))}
+        s = settings.load(env)
+        assert set(reports) == {h.name for h in s.hosts}
+        for host in s.app_hosts:
+            assert reports[host.name].hostname == host.name
+            assert {"sshd", "dockerd"} <= set(reports[host.name].daemons)
+        assert {"sshd", "postgres"} <= set(reports[s.db_host.name].daemons)
+
+
+def test_sshd_and_dockerd_run_on_each_app_host(testbed, testinfra_host):
+    for name in ("staging-app1", "prod-app1", "prod-app2"):
+        host = testinfra_host(name)
+        assert host.check_output("hostname") == name
+        assert host.socket(f"tcp://{testbed.tb.host(name).ip}:22").is_listening
+        assert host.process.filter(comm="dockerd")
+        assert host.run("docker info --format '{{.Driver}}'").stdout.strip() == "overlay2"
+        assert "docker-compose version 1.29" in host.check_output("docker compose version")
+
+
+def test_registry_serves_published_images_to_app_hosts(testbed, testinfra_host):
+    tags = testbed.registry().tags("cerniq/api")
+    assert "v1.0.0" in tags
+    host = testinfra_host("prod-app2")
+    image = f"{testbed.tb.registry_address}/cerniq/api:v1.0.0"
+    assert host.run(f"docker pull -q {image}").rc == 0
+    out = host.check_output(
+        f"docker run --rm --entrypoint /bin/cat {image} /app/www/health"
+    )
+    assert '"version": "v1.0.0"' in out
+
+
+def test_postgresql_per_environment_accepts_the_app_user(testbed):
+    for env in settings.ENVIRONMENTS:
+        s = settings.load(env)
+        with psycopg.connect(**s.db_conninfo(s.require_secret("db_password_env"))) as conn:
+            assert conn.execute("select current_user, current_database()").fetchone() == (
+                "c3rn1q",
+                "cerniq",
+            )
+            assert conn.info.port == 64032
+
+
+def test_each_host_has_its_own_opt_cerniq_and_docker(testbed, testinfra_host):
+    one, two = testinfra_host("prod-app1"), testinfra_host("prod-app2")
+    one.run_test("echo app1 > /opt/cerniq/isolation-marker")
+    assert one.file("/opt/cerniq/isolation-marker").content_string.strip() == "app1"
+    assert not two.file("/opt/cerniq/isolation-marker").exists
+    assert not os.path.exists("/opt/cerniq/isolation-marker")  # nor on the machine itself
+    one.run_test("docker create --name iso-probe %s/cerniq/api:v1.0.0", testbed.tb.registry_address)
+    assert two.run("docker inspect iso-probe").rc != 0
+    one.run_test("docker rm iso-probe && rm /opt/cerniq/isolation-marker")
+    assert one.file("/backup").is_directory and one.file("/run/docker.sock").exists
+
+
+def test_publish_broken_version_has_no_health(testbed):
+    images.publish_app(testbed.registry(), "cerniq", "v0.0.1-broken", broken=True)
+    assert "v0.0.1-broken" in testbed.registry().tags("cerniq/web")
+
+
+def test_up_again_is_a_no_op(testbed):
+    assert testbed.up() is False
+
+
+def test_up_recovers_from_a_killed_run_and_down_leaves_nothing(tmp_path):
+    """A second, throwaway testbed: kill it hard, `up` again, then `down` to nothing."""
+    from testbed.lifecycle import TestbedManager
+    from testbed.plan import Testbed
+
+    manager = TestbedManager(Testbed(dir=tmp_path / "tb", prefix="cqk", net="10.79.0"))
+    try:
+        manager.up()
+        launchers = [s.launcher_pid for s in manager.status()]
+        for pid in launchers:  # what a killed session leaves: namespaces, veths, bridge, mounts
+            os.kill(pid, signal.SIGKILL)
+        assert not any(s.up for s in manager.status())
+        assert manager.leftovers()
+        assert manager.up() is True
+        assert all(s.up for s in manager.status())
+    finally:
+        manager.down()
+    assert manager.leftovers() == []
