@@ -11,9 +11,10 @@ from invoke import Collection
 _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
-from tasks import demo, env, testbed  # noqa: E402
+from tasks import db, demo, env, testbed  # noqa: E402
 
 ns = Collection()
 ns.add_collection(Collection.from_module(env))
+ns.add_collection(Collection.from_module(db))
 ns.add_collection(Collection.from_module(testbed))
 ns.add_task(demo.demo)
