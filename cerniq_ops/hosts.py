@@ -8,11 +8,18 @@ to every host, so procedures use `add_deploy` with a @deploy function instead.
 from __future__ import annotations
 
 import dataclasses
+import io
+import shlex
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
-from pyinfra.api import Config, Inventory, State
+from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.deploy import add_deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.host import Host
+from pyinfra.api.operations import run_ops
+from pyinfra.context import ctx_host, ctx_state
 
 from cerniq_ops.errors import StepFailed
 from cerniq_ops.settings import HostSpec, Settings
@@ -39,10 +46,9 @@ def session(settings: Settings, hosts: list[HostSpec] | None = None) -> Iterator
     """Connect to HOSTS; StepFailed naming every unreachable host; always disconnect."""
     state = State(build_inventory(settings, hosts), Config(CONNECT_TIMEOUT=10, FAIL_PERCENT=0))
     try:
-        connect_all(state)
-        down = sorted(
-            h.name for h in state.inventory.iter_activated_hosts() if h in state.failed_hosts
-        ) or sorted(h.name for h in state.failed_hosts)
+        with suppress(PyinfraError):  # raised when every host failed: named below
+            connect_all(state)
+        down = sorted(h.name for h in state.failed_hosts)
         if down:
             raise StepFailed(
                 f"cannot connect to {', '.join(down)} ({settings.env}); "
@@ -51,3 +57,81 @@ def session(settings: Settings, hosts: list[HostSpec] | None = None) -> Iterator
         yield state
     finally:
         disconnect_all(state)
+
+
+def apply(
+    settings: Settings, targets: list[HostSpec], deploy_fn, *, dry_run: bool = False, **kwargs
+) -> list[str]:
+    """Apply a pyinfra @deploy to TARGETS in a session of its own; the changes it makes.
+
+    With dry_run the operations are planned (facts read, commands generated) and listed, and
+    nothing runs. Returns lines like `prod-app1: /opt/cerniq/docker-compose.yml`.
+    """
+    with session(settings, targets) as state:
+        add_deploy(state, deploy_fn, **kwargs)
+        if dry_run:
+            return _planned(state)
+        run_ops(state)
+        failed = sorted(h.name for h in state.failed_hosts)
+        if failed:
+            raise StepFailed(f"pyinfra operations failed on {', '.join(failed)}")
+        changes = []
+        for host in state.inventory.iter_activated_hosts():
+            for op_hash, op_data in state.ops[host].items():
+                if op_data.operation_meta.did_change():
+                    changes.append(f"{host.name}: {_op_name(state, op_hash)}")
+        return changes
+
+
+def _op_name(state: State, op_hash: str) -> str:
+    names = state.get_op_meta(op_hash).names
+    return ", ".join(sorted(names)) if names else op_hash
+
+
+def _planned(state: State) -> list[str]:
+    planned = []
+    with ctx_state.use(state):
+        for host in state.inventory.iter_activated_hosts():
+            with ctx_host.use(host):
+                for op_hash, op_data in state.ops[host].items():
+                    if any(True for _ in op_data.command_generator()):
+                        planned.append(f"{host.name}: {_op_name(state, op_hash)}")
+    return planned
+
+
+def sh(
+    host: Host, command: list[str] | str, *, check: bool = True, timeout: int = 600
+) -> tuple[bool, str, str]:
+    """Run COMMAND on HOST; (succeeded, stdout, stderr). A list is quoted here, the one place.
+
+    With check=True a non-zero exit is a StepFailed naming the host and the command.
+    """
+    text = command if isinstance(command, str) else shlex.join(command)
+    ok, out = host.run_shell_command(StringCommand(text), _timeout=timeout)
+    stdout = "\n".join(out.stdout_lines)
+    stderr = "\n".join(out.stderr_lines)
+    if check and not ok:
+        detail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
+        raise StepFailed(f"{host.name}: `{text[:120]}` failed: {detail[0]}")
+    return ok, stdout, stderr
+
+
+def write_file(host: Host, path: str, content: str, mode: str = "644") -> None:
+    """Write PATH on HOST atomically: upload to a temporary name in the same folder, rename.
+
+    The temporary name does not end in .yml, so a watching Traefik never reads a partial file.
+    """
+    folder, name = path.rsplit("/", 1)
+    temp = f"{folder}/.{name}.tmp-cerniq"
+    sh(host, ["mkdir", "-p", folder])
+    if not host.put_file(io.BytesIO(content.encode()), temp):
+        raise StepFailed(f"{host.name}: could not upload {path}")
+    q = shlex.quote
+    sh(host, f"chmod {q(mode)} {q(temp)} && mv -f {q(temp)} {q(path)}")
+
+
+def read_file(host: Host, path: str) -> str | None:
+    """The content of PATH on HOST, or None when it does not exist."""
+    quoted = shlex.quote(path)
+    _, out, _ = sh(host, f"if [ -e {quoted} ]; then echo +; cat {quoted}; else echo -; fi")
+    return out[2:] if out.startswith("+") else None

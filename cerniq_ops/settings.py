@@ -66,6 +66,9 @@ class Settings:
     services: list[str]
     compose_command: list[str]
     compose_project: str
+    registry_scheme: str
+    traefik_version: str
+    api_replicas: int
     db_name: str
     db_user: str
     db_password_env: str

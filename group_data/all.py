@@ -31,6 +31,9 @@ image_prefix = "cerniq"
 services = ["api", "web", "workers"]
 compose_command = ["docker", "compose"]
 compose_project = "cerniq"
+registry_scheme = "https"
+traefik_version = "v3.7.15"  # <registry>/<image_prefix>/traefik:<this>, mirrored there
+api_replicas = 1  # per app host (the seed runs one)
 
 # Database (seed 9.2 uses user c3rn1q, database cerniq)
 db_name = "cerniq"

@@ -5,6 +5,7 @@ Host addresses, the registry address and the public URL come from the generated
 """
 
 ssh_user = "root"
+registry_scheme = "http"
 disk_max_percent = 99
 health_interval = 1.0
 bluegreen_health_interval = 0.5

@@ -11,10 +11,13 @@ from invoke import Collection
 _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
-from tasks import db, demo, env, testbed  # noqa: E402
+from tasks import db, demo, deploy, env, lock, testbed  # noqa: E402
 
 ns = Collection()
 ns.add_collection(Collection.from_module(env))
 ns.add_collection(Collection.from_module(db))
 ns.add_collection(Collection.from_module(testbed))
+ns.add_collection(Collection.from_module(lock))
 ns.add_task(demo.demo)
+ns.add_task(deploy.deploy)
+ns.add_task(deploy.history)

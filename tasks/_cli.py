@@ -31,3 +31,25 @@ def cli(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit("error: interrupted", code=130) from None
 
     return wrapper
+
+
+def progress_for(json: bool) -> Callable[[str], None]:
+    """Progress lines: stdout normally, stderr with --json (stdout is the JSON document)."""
+    from cerniq_ops.output import say
+
+    return (lambda line: say(line, err=True)) if json else say
+
+
+def run_procedure(procedure: Callable[[Any], Any], ctx: Any, json: bool) -> Any:
+    """Run PROCEDURE(ctx); with --json print its report (also when it fails) on stdout."""
+    from cerniq_ops.output import emit_json
+
+    try:
+        report = procedure(ctx)
+    except CerniqError:
+        if json and getattr(ctx, "report", None) is not None:
+            emit_json(ctx.report.to_dict())
+        raise
+    if json:
+        emit_json(report.to_dict())
+    return report

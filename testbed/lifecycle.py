@@ -225,7 +225,9 @@ class TestbedManager:
         passwords = {env: secrets.token_urlsafe(18) for env in ("staging", "production")}
         for env in ("staging", "production"):
             (tb.dir / "inventories" / f"{env}.py").write_text(plan.inventory_module(tb, env))
-            (tb.dir / "group_data" / f"{env}.py").write_text(plan.group_data_module(tb, env))
+            (tb.dir / "group_data" / f"{env}.py").write_text(
+                plan.group_data_module(tb, env, images.traefik_version())
+            )
         for inside, _ in plan.BIND_DIRS:
             Path(inside).mkdir(parents=True, exist_ok=True)
         for host in tb.hosts:

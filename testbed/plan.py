@@ -287,10 +287,11 @@ def inventory_module(tb: Testbed, env: str) -> str:
     )
 
 
-def group_data_module(tb: Testbed, env: str) -> str:
+def group_data_module(tb: Testbed, env: str, traefik_version: str = "v3.7.15") -> str:
     app = [h for h in tb.hosts if h.env == env and h.role == "app"]
     values = {
         "registry": tb.registry_address,
+        "traefik_version": traefik_version,
         "public_url": f"http://{app[0].ip}:64000",
         "db_password_env": f"CERNIQ_TESTBED_{env.upper()}_DB_PASSWORD",
     }

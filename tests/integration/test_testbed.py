@@ -39,9 +39,7 @@ def test_registry_serves_published_images_to_app_hosts(testbed, testinfra_host):
     host = testinfra_host("prod-app2")
     image = f"{testbed.tb.registry_address}/cerniq/api:v1.0.0"
     assert host.run(f"docker pull -q {image}").rc == 0
-    out = host.check_output(
-        f"docker run --rm --entrypoint /bin/cat {image} /app/www/health"
-    )
+    out = host.check_output(f"docker run --rm --entrypoint /bin/cat {image} /app/www/health")
     assert '"version": "v1.0.0"' in out
 
 

@@ -14,7 +14,11 @@ INVOKE = str(Path(sys.executable).parent / "invoke")
 
 def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [INVOKE, *args], cwd=PROJECT, capture_output=True, text=True, timeout=60,
+        [INVOKE, *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "CERNIQ_TARGET": "real", **(env or {})},
     )
 

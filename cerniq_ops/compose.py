@@ -1,0 +1,218 @@
+"""Pure builders for what runs on an app host: compose documents, the env file, command lines.
+
+Layout under `app_root` (/opt/cerniq), as in the seed:
+  docker-compose.traefik.yml   Traefik (project <compose_project>-edge), shared by every rollout
+  docker-compose.yml           the app for rolling deploys (project <compose_project>)
+  docker-compose.blue.yml / docker-compose.green.yml   the blue-green colors
+  .env                         runtime environment of the app (mode 600: it holds secrets)
+  traefik/dynamic/             Traefik's file provider directory
+All projects share one external docker network, so Traefik reaches every replica.
+Containers are selected by compose labels, never by their names (v1 and v2 name them apart).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from cerniq_ops.settings import Settings
+
+TRAEFIK_API_PORT = 64080  # Traefik's API/dashboard, published on the host's loopback only
+ROUTED = {"api": "PathPrefix(`/`)", "web": "PathPrefix(`/web`)"}  # service -> router rule
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One compose project on a host: how to address it with the compose CLI."""
+
+    compose: tuple[str, ...]
+    project: str
+    file: str
+
+    def cmd(self, *args: str) -> list[str]:
+        return [*self.compose, "-p", self.project, "-f", self.file, *args]
+
+
+def network_name(s: Settings) -> str:
+    return s.compose_project
+
+
+def app_stack(s: Settings) -> Stack:
+    return Stack(tuple(s.compose_command), s.compose_project, f"{s.app_root}/docker-compose.yml")
+
+
+def edge_stack(s: Settings) -> Stack:
+    return Stack(
+        tuple(s.compose_command),
+        f"{s.compose_project}-edge",
+        f"{s.app_root}/docker-compose.traefik.yml",
+    )
+
+
+def traefik_args(s: Settings) -> list[str]:
+    """Traefik's static configuration: file provider on a directory, docker provider by label."""
+    return [
+        "--global.checkNewVersion=false",
+        "--global.sendAnonymousUsage=false",
+        f"--entrypoints.web.address=:{s.health_port}",
+        "--api.insecure=true",
+        "--ping=true",
+        "--metrics.prometheus=true",
+        "--metrics.prometheus.addServicesLabels=true",
+        "--metrics.prometheus.addRoutersLabels=true",
+        "--providers.docker=true",
+        "--providers.docker.exposedByDefault=false",
+        f"--providers.docker.network={network_name(s)}",
+        "--providers.file.directory=/etc/traefik/dynamic",
+        "--providers.file.watch=true",
+        "--providers.providersThrottleDuration=0s",
+        "--log.level=ERROR",
+    ]
+
+
+def _external_network(s: Settings) -> dict:
+    return {"default": {"external": True, "name": network_name(s)}}
+
+
+def edge_compose(s: Settings) -> str:
+    doc = {
+        "version": "3.7",
+        "services": {
+            "traefik": {
+                "image": s.image("traefik", s.traefik_version),
+                "command": traefik_args(s),
+                "ports": [
+                    f"{s.health_port}:{s.health_port}",
+                    f"127.0.0.1:{TRAEFIK_API_PORT}:8080",
+                ],
+                "volumes": [
+                    "/run/docker.sock:/var/run/docker.sock:ro",
+                    f"{s.app_root}/traefik/dynamic:/etc/traefik/dynamic:ro",
+                ],
+                "restart": "unless-stopped",
+            }
+        },
+        "networks": _external_network(s),
+    }
+    return _dump(doc)
+
+
+def service_labels(service: str) -> list[str]:
+    """Traefik labels of a routed service: identical for every replica of every version.
+
+    (Old and new replicas with different labels would make Traefik drop the router.)
+    """
+    rule = ROUTED[service]
+    labels = [
+        "traefik.enable=true",
+        f"traefik.http.routers.{service}.rule={rule}",
+        f"traefik.http.routers.{service}.entrypoints=web",
+        f"traefik.http.routers.{service}.service={service}",
+        f"traefik.http.services.{service}.loadbalancer.server.port=80",
+        f"traefik.http.services.{service}.loadbalancer.healthcheck.path=/health",
+        f"traefik.http.services.{service}.loadbalancer.healthcheck.interval=1s",
+        f"traefik.http.services.{service}.loadbalancer.healthcheck.timeout=1s",
+    ]
+    if service != "api":
+        prefix = rule.split("`")[1]
+        labels += [
+            f"traefik.http.routers.{service}.middlewares={service}-strip",
+            f"traefik.http.middlewares.{service}-strip.stripprefix.prefixes={prefix}",
+        ]
+    return labels
+
+
+def _service(s: Settings, service: str, version: str) -> dict:
+    spec: dict = {
+        "image": s.image(service, version),
+        "env_file": [".env"],
+        "restart": "unless-stopped",
+        "stop_grace_period": "15s",
+        "healthcheck": {
+            "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"],
+            "interval": "1s",
+            "timeout": "1s",
+            "retries": 2,
+        },
+    }
+    if service in ROUTED:
+        spec["labels"] = service_labels(service)
+    return spec
+
+
+def app_compose(s: Settings, version: str) -> str:
+    """The app for rolling deploys: every service at VERSION, routed ones labelled for Traefik."""
+    doc = {
+        "version": "3.7",
+        "services": {svc: _service(s, svc, version) for svc in s.services},
+        "networks": _external_network(s),
+    }
+    return _dump(doc)
+
+
+def env_file(s: Settings, version: str, db_password: str | None) -> str:
+    """The app's runtime environment. Holds the DB password: written mode 600, never printed."""
+    db = s.db_conninfo()
+    url = f"postgresql://{db['user']}:{db_password or ''}@{db['host']}:{db['port']}/{db['dbname']}"
+    lines = [
+        f"CERNIQ_ENV={s.env}",
+        f"CERNIQ_VERSION={version}",
+        f"DATABASE_URL={url}",
+        f"REDIS_URL=redis://127.0.0.1:{s.redis_port}/0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _dump(doc: dict) -> str:
+    return "# Written by cerniq-ops; changes here are overwritten.\n" + yaml.safe_dump(
+        doc, sort_keys=False, default_flow_style=False, width=200
+    )
+
+
+# -- command lines ---------------------------------------------------------------------------
+def label_filter(project: str, service: str | None = None) -> list[str]:
+    args = ["--filter", f"label=com.docker.compose.project={project}"]
+    if service:
+        args += ["--filter", f"label=com.docker.compose.service={service}"]
+    return args
+
+
+def list_containers(
+    project: str, service: str | None = None, all_states: bool = False
+) -> list[str]:
+    """`docker ps` printing `id image service state health` per container of PROJECT/SERVICE."""
+    fmt = (
+        '{{.ID}} {{.Image}} {{.Label "com.docker.compose.service"}} {{.State}} '
+        "{{if .Status}}{{.Status}}{{end}}"
+    )
+    return [
+        "docker",
+        "ps",
+        *(["-a"] if all_states else []),
+        *label_filter(project, service),
+        "--format",
+        fmt,
+    ]
+
+
+def scale_up(stack: Stack, service: str, replicas: int) -> list[str]:
+    """Start extra replicas beside the running ones; never recreate (or scale down) old ones."""
+    return stack.cmd(
+        "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service
+    )
+
+
+def container_ips(ids: list[str]) -> list[str]:
+    return [
+        "docker",
+        "inspect",
+        "--format",
+        "{{.Id}} {{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+        *ids,
+    ]
+
+
+def ensure_network(s: Settings) -> str:
+    name = network_name(s)
+    return f"docker network inspect {name} >/dev/null 2>&1 || docker network create {name}"

@@ -1,0 +1,399 @@
+"""`invoke deploy`: the seed's deploy.sh (7.2) as named steps, done correctly.
+
+validate -> pre_deployment_checks -> create_backup -> pull_images -> run_migrations ->
+rolling_update (per batch of hosts: files, api, web, workers, host health) ->
+post_deployment_verification -> notify_deployment. On failure: notify_failure.
+
+Where the seed is unsafe we do what it means: the version is validated before anything runs and
+never pasted into a shell; `--scale api=2` then `--scale api=1` (which removes the NEW replica)
+is replaced by the measured zero-downtime replace in cerniq_ops.rollout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cerniq_ops import compose, hosts, notify, rollout
+from cerniq_ops.audit import actor, now_utc
+from cerniq_ops.clients import github
+from cerniq_ops.clients.http import health, wait_healthy
+from cerniq_ops.clients.registry import Registry
+from cerniq_ops.confirm import require
+from cerniq_ops.deploy_inputs import validate_version
+from cerniq_ops.errors import BadInput, StepFailed
+from cerniq_ops.procedure import Context, run, step
+from cerniq_ops.settings import PROJECT_DIR, HostSpec, Settings
+
+MIGRATIONS_DIR = PROJECT_DIR / "migrations"
+SMOKE_DIR = PROJECT_DIR / "smoke"
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+def batches(items: list[HostSpec], spec: str | int | None) -> list[list[HostSpec]]:
+    """Split hosts into waves: `1` (one at a time), `2`, `50%`; None = all at once."""
+    if spec in (None, "", "all", "100%"):
+        return [items] if items else []
+    text = str(spec)
+    try:
+        if text.endswith("%"):
+            percent = int(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            size = max(1, (len(items) * percent) // 100)
+        else:
+            size = int(text)
+            if size < 1:
+                raise ValueError
+    except ValueError:
+        raise BadInput(
+            f"invalid --batch {spec!r}: a host count like 1 or a percentage like 50%"
+        ) from None
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def app_documents(s: Settings, version: str, db_password: str | None) -> dict[str, tuple[str, str]]:
+    return {
+        "docker-compose.yml": (compose.app_compose(s, version), "644"),
+        "docker-compose.traefik.yml": (compose.edge_compose(s), "644"),
+        ".env": (compose.env_file(s, version, db_password), "600"),
+    }
+
+
+def host_url(s: Settings, spec: HostSpec) -> str:
+    """The host's own entrypoint (Traefik on the health port), bypassing any balancer."""
+    return f"http://{spec.address}:{s.health_port}"
+
+
+def registry_for(s: Settings) -> Registry:
+    return Registry(s.registry, scheme=s.registry_scheme)
+
+
+def newest_version(s: Settings) -> str:
+    tags = [t for t in registry_for(s).tags(f"{s.image_prefix}/api") if _is_release(t)]
+    if not tags:
+        raise BadInput(f"no published version of {s.image_prefix}/api in {s.registry}")
+    return tags[-1]
+
+
+def _is_release(tag: str) -> bool:
+    try:
+        validate_version(tag)
+    except BadInput:
+        return False
+    return "-" not in tag  # pre-releases are deployed only when named
+
+
+# -- steps -------------------------------------------------------------------------------------
+@step(offline=True)
+def validate(ctx: Context) -> str:
+    """Environment and version valid, images published, secrets present, production confirmed."""
+    s = ctx.settings
+    if ctx.version is not None:
+        validate_version(ctx.version)
+    else:
+        ctx.version = newest_version(s)
+    registry = registry_for(s)
+    missing = [
+        svc
+        for svc in s.services
+        if not registry.has_manifest(f"{s.image_prefix}/{svc}", ctx.version)
+    ]
+    if missing:
+        raise BadInput(
+            f"version {ctx.version} is not published for {', '.join(missing)} in {s.registry}"
+        )
+    s.require_secret("db_password_env")
+    if not ctx.options.get("skip_ci_check"):
+        s.require_secret("github_token_env")
+    how = "no confirmation needed"
+    if s.confirm_phrase and not ctx.dry_run:
+        how = require(s.confirm_phrase, ctx.options.get("confirm"), f"{s.env.upper()} DEPLOYMENT")
+    return f"{ctx.version} published; {how}"
+
+
+@step()
+def pre_deployment_checks(ctx: Context) -> str:
+    s, notes = ctx.settings, []
+    if ctx.options.get("skip_ci_check"):
+        notes.append(f"CI check SKIPPED ({ctx.options.get('reason') or 'no reason given'})")
+    else:
+        ci = github.ci_status(
+            s.github_api, s.github_repo, ctx.version, s.require_secret("github_token_env")
+        )
+        if not ci.passing:
+            raise StepFailed(
+                f"CI is not green for {ctx.version}: {ci.detail}; "
+                "fix CI, or pass --skip-ci-check --reason '...'"
+            )
+        notes.append(f"CI passing ({ci.detail})")
+    for spec in s.app_hosts:
+        _, out, _ = hosts.sh(ctx.host(spec), "df -P / | awk 'NR==2 {print $5}' | tr -d %")
+        used = int(out.strip() or 0)
+        if used > s.disk_max_percent:
+            raise StepFailed(f"disk on {spec.name} is {used}% full (limit {s.disk_max_percent}%)")
+        if used > s.disk_warn_percent:
+            ctx.note(f"warning: disk on {spec.name} is {used}% full")
+    notes.append("disk ok")
+    current = health(s.public_url)
+    notes.append(f"current health: {'ok' if current.ok else 'NOT ok'} ({current.version or '-'})")
+    ctx.facts["previous_version"] = current.version
+    ctx.facts["converged"] = _converged(ctx)
+    if ctx.facts["converged"]:
+        notes.append(f"every host already runs {ctx.version}: nothing to change")
+    return "; ".join(notes)
+
+
+def _converged(ctx: Context) -> bool:
+    s = ctx.settings
+    for spec in s.app_hosts:
+        host = ctx.host(spec)
+        if (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() != ctx.version:
+            return False
+        running = rollout.containers(host, s.compose_project)
+        for svc in s.services:
+            mine = [c for c in running if c.service == svc]
+            want = s.api_replicas if svc == "api" else 1
+            if len(mine) != want or not all(
+                c.image == s.image(svc, ctx.version) and c.healthy for c in mine
+            ):
+                return False
+    return True
+
+
+@step()
+def create_backup(ctx: Context) -> str:
+    if ctx.facts.get("converged"):
+        return "skipped: nothing will change"
+    if ctx.dry_run:
+        return f"would back up {ctx.settings.db_name} on {ctx.settings.db_host.name} (pre-deploy)"
+    from cerniq_ops.backup import create_backup as backup
+
+    manifest = backup(ctx, "pre-deploy")
+    ctx.facts["backup"] = manifest.get("id")
+    return f"backup {manifest.get('id')} ({manifest.get('size')} bytes)"
+
+
+@step()
+def pull_images(ctx: Context) -> str:
+    if ctx.facts.get("converged"):
+        return "skipped: nothing will change"
+    s = ctx.settings
+    images = [s.image(svc, ctx.version) for svc in s.services]
+    images.append(s.image("traefik", s.traefik_version))
+    if ctx.dry_run:
+        return f"would pull {len(images)} images on {len(s.app_hosts)} host(s)"
+    for host in ctx.app_hosts:
+        for image in images:
+            hosts.sh(host, ["docker", "pull", "-q", image], timeout=900)
+    return f"{len(images)} images on {len(s.app_hosts)} host(s)"
+
+
+@step()
+def run_migrations(ctx: Context) -> str:
+    from migrations_runner import ProductionGate, RunOptions, migrate
+
+    s = ctx.settings
+    conninfo = s.db_conninfo(s.require_secret("db_password_env"))
+    options = RunOptions(
+        lock_timeout=s.migration_lock_timeout,
+        statement_timeout=s.migration_statement_timeout,
+        actor=actor(),
+    )
+    gate = None
+    if s.env == "production":
+        from cerniq_ops import settings as settings_mod
+
+        staging = settings_mod.load("staging", target=s.target)
+        backup_path = Path(str(ctx.facts.get("backup") or "pre-deploy backup"))
+        gate = ProductionGate(
+            staging=staging.db_conninfo(staging.require_secret("db_password_env")),
+            backup_dir=Path(s.backup_dir),
+            backup=lambda *_: backup_path,  # the pre-deploy backup is the pre-migration one
+        )
+    applied = migrate(
+        conninfo, MIGRATIONS_DIR, options=options, gate=gate, dry_run=ctx.dry_run, log=ctx.note
+    )
+    if ctx.dry_run:
+        return "planned (see above)"
+    return (
+        f"applied {len(applied)}: {', '.join(m.label for m in applied)}"
+        if applied
+        else "none pending"
+    )
+
+
+@step()
+def rolling_update(ctx: Context) -> str:
+    """Per batch of hosts: files, then api and web replaced with zero downtime, then workers."""
+    s = ctx.settings
+    if ctx.facts.get("converged"):
+        return "skipped: every host already runs " + str(ctx.version)
+    password = s.require_secret("db_password_env")
+    waves = batches(s.app_hosts, ctx.options.get("batch"))
+    if ctx.dry_run:
+        planned = hosts.apply(
+            s,
+            s.app_hosts,
+            _app_files(),
+            dry_run=True,
+            documents=app_documents(s, ctx.version, password),
+        )
+        for line in planned:
+            ctx.note(f"would change {line}")
+        return f"{len(waves)} wave(s): {' | '.join(','.join(h.name for h in w) for w in waves)}"
+    timeout = s.health_retries * s.health_interval + 30
+    for number, wave in enumerate(waves, 1):
+        ctx.note(f"wave {number}/{len(waves)}: {', '.join(h.name for h in wave)}")
+        for spec in wave:
+            _deploy_host(ctx, spec, password, timeout)
+    return f"{len(s.app_hosts)} host(s) on {ctx.version}"
+
+
+def _app_files():
+    from deploys.app import app_files
+
+    return app_files
+
+
+def _deploy_host(ctx: Context, spec: HostSpec, password: str, timeout: float) -> None:
+    s, host = ctx.settings, ctx.host(spec)
+    previous = (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() or None
+    changed = hosts.apply(
+        s, [spec], _app_files(), documents=app_documents(s, ctx.version, password)
+    )
+    ctx.note(f"{spec.name}: {len(changed)} file(s) changed")
+    try:
+        ctx.note(f"{spec.name}: {rollout.ensure_edge(host, s)}")
+        stack = compose.app_stack(s)
+        for svc in s.services:
+            replicas = s.api_replicas if svc == "api" else 1
+            ctx.note(
+                f"{spec.name}: "
+                + rollout.roll(
+                    host, s, stack, svc, s.image(svc, ctx.version), replicas, timeout, ctx.note
+                )
+            )
+        ok, last, _ = wait_healthy(
+            host_url(s, spec), s.health_retries, s.health_interval, ctx.version
+        )
+        if not ok:
+            raise StepFailed(f"{spec.name} is not healthy on {ctx.version}: {last.detail}")
+    except StepFailed:
+        if previous:  # the host's files go back to what its containers still run
+            hosts.apply(s, [spec], _app_files(), documents=app_documents(s, previous, password))
+        raise
+    if previous and previous != ctx.version:
+        hosts.write_file(host, f"{s.app_root}/previous-version", previous + "\n")
+    hosts.write_file(host, f"{s.app_root}/current-version", ctx.version + "\n")
+
+
+@step()
+def post_deployment_verification(ctx: Context) -> str:
+    s = ctx.settings
+    if ctx.dry_run:
+        return f"would check {s.public_url}/health ({s.health_retries} x {s.health_interval}s)"
+    ok, last, attempts = wait_healthy(
+        s.public_url, s.health_retries, s.health_interval, ctx.version
+    )
+    if not ok:
+        raise StepFailed(f"health check failed after {attempts} attempt(s): {last.detail}")
+    smoke = run_smoke(s.public_url, ctx.version)
+    if smoke.returncode != 0:
+        tail = (smoke.stdout.strip().splitlines() or ["no output"])[-1]
+        raise StepFailed(f"smoke tests failed against {s.public_url}: {tail}")
+    return f"health ok on {ctx.version} (attempt {attempts}); smoke tests passed"
+
+
+def run_smoke(url: str, version: str | None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CERNIQ_SMOKE_URL": url, "CERNIQ_SMOKE_VERSION": version or ""}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(SMOKE_DIR),
+            str(SMOKE_DIR),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+@step()
+def notify_deployment(ctx: Context) -> str:
+    s = ctx.settings
+    if ctx.dry_run:
+        return "would notify Slack"
+    when = now_utc()
+    if ctx.facts.get("converged"):
+        title = f"Deployment to {s.env}: already on {ctx.version}, nothing changed"
+    else:
+        title = f"Deployment to {s.env} completed"
+    body = notify.deployment_announcement(
+        ctx.version, s.env, when, ctx.options.get("changes") or [], ctx.message
+    )
+    delivery = notify.post(
+        s.secret("slack_webhook_env"),
+        notify.slack_payload(notify.Fields(title, _fields(ctx, when), True, body)),
+    )
+    return delivery.detail
+
+
+def notify_failure(ctx: Context) -> str:
+    s, when = ctx.settings, now_utc()
+    title = f"Deployment of {ctx.version} to {s.env} FAILED"
+    body = f"Failed at step `{ctx.facts.get('failed_step')}`: {ctx.facts.get('error')}"
+    delivery = notify.post(
+        s.secret("slack_webhook_env"),
+        notify.slack_payload(notify.Fields(title, _fields(ctx, when), False, body)),
+    )
+    return delivery.detail
+
+
+def _fields(ctx: Context, when: str) -> dict[str, str]:
+    return {
+        "Version": str(ctx.version),
+        "Environment": ctx.settings.env,
+        "Deployed by": actor(),
+        "Time": when,
+    }
+
+
+def host_versions(ctx: Context) -> str:
+    """What each app host runs now (for failure reports)."""
+    s, parts = ctx.settings, []
+    for spec in s.app_hosts:
+        try:
+            api = [c for c in rollout.containers(ctx.host(spec), s.compose_project, "api")]
+            versions = sorted({c.image.rsplit(":", 1)[1] for c in api}) or ["nothing"]
+            parts.append(f"{spec.name} runs {'+'.join(versions)}")
+        except Exception:  # the report must not fail
+            parts.append(f"{spec.name} unknown")
+    ctx.facts["hosts"] = parts
+    return "hosts: " + ", ".join(parts)
+
+
+DEPLOY = (
+    validate,
+    pre_deployment_checks,
+    create_backup,
+    pull_images,
+    run_migrations,
+    rolling_update,
+    post_deployment_verification,
+    notify_deployment,
+)
+
+
+def deploy(ctx: Context):
+    """Run the deploy procedure; returns the Report (raises on failure, after notifying)."""
+    return run(DEPLOY, ctx, on_failure=(notify_failure,), describe_state=host_versions)

@@ -1,0 +1,82 @@
+"""Slack notifications (incoming webhook): Block Kit with a text fallback, 429 Retry-After
+honoured, and never a reason to fail a procedure: a failed post is reported, not raised.
+The seed's deployment announcement template (13.2) is rendered here too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+from cerniq_ops.output import redact_obj
+
+MAX_ATTEMPTS = 3
+MAX_RETRY_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class Fields:
+    title: str
+    fields: dict[str, str]
+    ok: bool = True
+    body: str = ""
+
+
+def slack_payload(msg: Fields) -> dict:
+    """Block Kit message plus `text` (the notification/fallback line)."""
+    emoji = ":white_check_mark:" if msg.ok else ":x:"
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": msg.title[:150]}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(msg.fields.items())[:10]
+            ],
+        },
+    ]
+    if msg.body:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": msg.body[:2900]}})
+    return redact_obj({"text": f"{emoji} {msg.title}", "blocks": blocks})
+
+
+def deployment_announcement(
+    version: str, env: str, time_utc: str, changes: list[str], notes: str = ""
+) -> str:
+    """The seed's Deployment Announcement Template (13.2), filled in."""
+    change_lines = "\n".join(f"- {c}" for c in changes) or "- (no change list given)"
+    return (
+        f"**Deployment:** {version}\n**Environment:** {env.capitalize()}\n"
+        f"**Time:** {time_utc}\n\n**Changes:**\n{change_lines}\n\n"
+        f"**Notes:**\n{notes or 'None.'}\n\n**Rollback Plan:**\nContact @oncall if issues."
+    )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    sent: bool
+    detail: str
+
+
+def post(webhook: str | None, payload: dict, timeout: float = 10.0) -> Delivery:
+    """POST PAYLOAD to the webhook; retries 429 (Retry-After) and 5xx a few times."""
+    if not webhook:
+        return Delivery(False, "no Slack webhook configured: skipped")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            r = requests.post(webhook, json=payload, timeout=timeout)
+        except requests.RequestException as exc:
+            detail = f"Slack unreachable ({type(exc).__name__})"
+        else:
+            if r.status_code == 200:
+                return Delivery(True, "sent to Slack")
+            detail = f"Slack answered {r.status_code} {r.text[:80]}"
+            if r.status_code == 429 and attempt < MAX_ATTEMPTS:
+                time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), MAX_RETRY_AFTER))
+                continue
+            if r.status_code < 500:
+                return Delivery(False, detail)
+        if attempt < MAX_ATTEMPTS:
+            time.sleep(0.5 * attempt)
+    return Delivery(False, detail)

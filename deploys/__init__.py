@@ -1,0 +1,1 @@
+"""pyinfra deploy definitions (@deploy): what changes on hosts, per host from host.data."""

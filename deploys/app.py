@@ -1,0 +1,26 @@
+"""The app's files on an app host: folders, compose files, env file, Traefik's dynamic folder.
+
+Per-host values come from `host.data` (the inventory plus `host.data.cerniq`, the settings);
+the rendered documents are passed in, built by the pure builders of cerniq_ops.compose.
+"""
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files
+
+
+@deploy("cerniq app files")
+def app_files(documents: dict[str, tuple[str, str]]):
+    """DOCUMENTS: path relative to app_root -> (text, mode). Unchanged files are not touched."""
+    root = host.data.cerniq["app_root"]
+    for folder in ("", "/traefik/dynamic", "/incidents"):
+        files.directory(name=f"folder {root}{folder}", path=f"{root}{folder}", mode="755")
+    for relative, (text, mode) in sorted(documents.items()):
+        files.put(
+            name=f"{root}/{relative}",
+            src=StringIO(text),
+            dest=f"{root}/{relative}",
+            mode=mode,
+        )
