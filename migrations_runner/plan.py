@@ -177,14 +177,16 @@ def describe(
 ) -> str:
     """One line: what would run for M and why, and how."""
     why = "pending (not in schema_migrations)" if direction == "up" else "applied; rolling back"
+    retried = f"; retried up to {retries}x on lock timeout" if retries else ""
     if m.transactional:
-        how = (
-            f"in one transaction (all or nothing); retried up to {retries}x on lock timeout"
-            if retries
-            else "in one transaction (all or nothing)"
-        )
+        how = f"in one transaction (all or nothing){retried}"
     else:
-        how = "non-transactional (autocommit): not retried, a failure may leave work behind"
+        how = (
+            f"non-transactional (autocommit): a failure may leave work behind{retried} "
+            f"only while nothing is done yet"
+            if retries
+            else "non-transactional (autocommit): a failure may leave work behind"
+        )
     return (
         f"{'apply' if direction == 'up' else 'roll back'} {m.label}: {why}; {how}; "
         f"lock_timeout {lock_timeout}, statement_timeout {statement_timeout}"

@@ -355,10 +355,14 @@ def _run(
                 fn(db)
                 _record(conn, m, direction, options.actor, time.monotonic() - started)
         except pg_errors.LockNotAvailable as exc:
-            if m.transactional and attempt < options.retries:
+            # A transaction rolled back, or an autocommit migration that changed nothing yet
+            # (no statement done, no INVALID index left), can simply run again.
+            untouched = m.transactional or (not db.done and not invalid_indexes(conn))
+            if untouched and attempt < options.retries:
                 delay = options.backoff * 2**attempt
+                undone = "rolled back" if m.transactional else "nothing was done yet"
                 log(
-                    f"  lock timeout ({options.lock_timeout}) at {_where(exc, m)}; rolled back; "
+                    f"  lock timeout ({options.lock_timeout}) at {_where(exc, m)}; {undone}; "
                     f"retry {attempt + 1}/{options.retries} in {delay:g}s"
                 )
                 time.sleep(delay)

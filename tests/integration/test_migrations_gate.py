@@ -88,11 +88,12 @@ def test_dry_run_lists_what_would_run_and_why_and_changes_nothing(make_db, tmp_p
         "dry run: staging check passed: every pending migration is applied on staging",
         f"dry run: would take a pre-migration backup (pg_dump custom) into {tmp_path / 'backup'}",
         "dry run: would apply 0301 create_negotiations_indexes: pending (not in "
-        "schema_migrations); non-transactional (autocommit): not retried, a failure may leave "
-        "work behind; lock_timeout 2s, statement_timeout 30s",
+        "schema_migrations); non-transactional (autocommit): a failure may leave work behind; "
+        "retried up to 3x on lock timeout only while nothing is done yet; lock_timeout 2s, "
+        "statement_timeout 30s",
         "dry run: would apply 0302 migrate_legacy_states: pending (not in schema_migrations); "
-        "non-transactional (autocommit): not retried, a failure may leave work behind; "
-        "lock_timeout 2s, statement_timeout 30s",
+        "non-transactional (autocommit): a failure may leave work behind; retried up to 3x on "
+        "lock timeout only while nothing is done yet; lock_timeout 2s, statement_timeout 30s",
     ]
     assert history(production) == [1, 300]
     assert backups(tmp_path / "backup") == []

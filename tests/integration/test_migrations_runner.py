@@ -254,12 +254,19 @@ def test_non_transactional_failure_says_what_is_left_and_how_to_clean_it(
     assert query(pg_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
 
 
+@pytest.mark.parametrize(
+    ("transactional", "undone"), [(True, "rolled back"), (False, "nothing was done yet")]
+)
 def test_lock_timeout_is_retried_with_backoff_until_the_table_is_free(
-    pg_db: dict, tmp_path: Path
+    pg_db: dict, tmp_path: Path, transactional: bool, undone: str
 ) -> None:
     write_migration(tmp_path, "0001_t.py", up_sql("CREATE TABLE t (x int)"))
     migrate(pg_db, tmp_path, options=FAST, log=Lines())
-    write_migration(tmp_path, "0002_add.py", up_sql("ALTER TABLE t ADD COLUMN y int"))
+    write_migration(
+        tmp_path,
+        "0002_add.py",
+        up_sql("ALTER TABLE t ADD COLUMN IF NOT EXISTS y int", transactional=transactional),
+    )
     options = RunOptions(lock_timeout="100ms", retries=5, backoff=0.2, lock_wait=5, actor="t")
     log, result = Lines(), {}
     with psycopg.connect(**pg_db) as blocker:  # a reader in an open transaction
@@ -272,8 +279,30 @@ def test_lock_timeout_is_retried_with_backoff_until_the_table_is_free(
         blocker.rollback()
     runner.join(30)
     assert [m.version for m in result["done"]] == [2]
-    assert log.has("lock timeout (100ms) at 0002_add.py:2; rolled back; retry 1/5 in 0.2s")
+    line = f"lock timeout (100ms) at 0002_add.py:{5 if not transactional else 2}; {undone}; "
+    assert log.has(line + "retry 1/5 in 0.2s")
     assert history(pg_db) == [1, 2]
+
+
+def test_autocommit_migration_is_not_retried_once_a_statement_is_done(
+    pg_db: dict, tmp_path: Path
+) -> None:
+    write_migration(tmp_path, "0001_t.py", up_sql("CREATE TABLE t (x int)"))
+    migrate(pg_db, tmp_path, options=FAST, log=Lines())
+    write_migration(
+        tmp_path,
+        "0002_two_steps.py",
+        up_sql("CREATE TABLE u (x int)", "ALTER TABLE t ADD COLUMN y int", transactional=False),
+    )
+    options = RunOptions(lock_timeout="50ms", retries=3, backoff=0.05, actor="t")
+    log = Lines()
+    with psycopg.connect(**pg_db) as blocker:
+        blocker.execute("SELECT * FROM t")
+        with pytest.raises(StepFailed, match="1 statement.s. before the failure stayed applied"):
+            migrate(pg_db, tmp_path, options=options, log=log)
+    assert not log.has("retry")
+    assert log.has("completed before the failure (still applied): CREATE TABLE u (x int)")
+    assert history(pg_db) == [1]
 
 
 def test_lock_timeout_retries_exhausted_fail_cleanly(pg_db: dict, tmp_path: Path) -> None:

@@ -141,8 +141,9 @@ def test_describe_says_what_would_run_and_why() -> None:
         "retried up to 3x on lock timeout; lock_timeout 5s, statement_timeout 15min"
     )
     assert describe(mig(301, "i", transactional=False), "down", "5s", "15min", 3) == (
-        "roll back 0301 i: applied; rolling back; non-transactional (autocommit): not retried, "
-        "a failure may leave work behind; lock_timeout 5s, statement_timeout 15min"
+        "roll back 0301 i: applied; rolling back; non-transactional (autocommit): a failure may "
+        "leave work behind; retried up to 3x on lock timeout only while nothing is done yet; "
+        "lock_timeout 5s, statement_timeout 15min"
     )
 
 
