@@ -190,6 +190,34 @@ def current_target() -> str:
     return target
 
 
+OVERRIDE_PREFIX = "CERNIQ_OVERRIDE_"
+
+
+def _overrides(values: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Settings given as CERNIQ_OVERRIDE_<NAME>=value (CI pipelines, tests), typed like the
+    value they replace; lists are comma-separated."""
+    result: dict[str, Any] = {}
+    for var, raw in os.environ.items():
+        if not var.startswith(OVERRIDE_PREFIX):
+            continue
+        name = var.removeprefix(OVERRIDE_PREFIX).lower()
+        if name not in known:
+            raise BadInput(f"unknown setting in {var}; settings are the names in group_data/all.py")
+        current = values.get(name)
+        try:
+            if isinstance(current, bool):
+                result[name] = raw.lower() in ("1", "true", "yes")
+            elif isinstance(current, int | float):
+                result[name] = type(current)(raw)
+            elif isinstance(current, list):
+                result[name] = [item.strip() for item in raw.split(",") if item.strip()]
+            else:
+                result[name] = raw
+        except ValueError:
+            raise BadInput(f"{var}={raw!r} is not a valid {type(current).__name__}") from None
+    return result
+
+
 def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT_DIR) -> Settings:
     """Resolve the settings of ENV; BadInput (one line, exit 2) for anything unknown."""
     if env not in ENVIRONMENTS:
@@ -216,6 +244,7 @@ def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT
         if unknown:
             raise BadInput(f"unknown setting(s) {', '.join(unknown)} in {layer}")
         values.update(layer_values)
+    values.update(_overrides(values, known))
     missing = sorted(known - set(values))
     if missing:
         raise BadInput(f"setting(s) {', '.join(missing)} missing for environment '{env}'")

@@ -55,3 +55,26 @@ def testinfra_host(ssh_config):
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def slack(monkeypatch):
+    """A Slack incoming-webhook stand-in; CERNIQ_SLACK_WEBHOOK points at it."""
+    from tests.support.outside import SlackWebhook
+
+    server = SlackWebhook()
+    monkeypatch.setenv("CERNIQ_SLACK_WEBHOOK", server.webhook)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def github(monkeypatch):
+    """A GitHub Actions API stand-in; settings' github_api and GITHUB_TOKEN point at it."""
+    from tests.support.outside import GitHubActions
+
+    server = GitHubActions()
+    monkeypatch.setenv("CERNIQ_OVERRIDE_GITHUB_API", server.url)
+    monkeypatch.setenv("GITHUB_TOKEN", server.token)
+    yield server
+    server.close()

@@ -50,7 +50,7 @@ def ci_status(api: str, repo: str, ref: str, token: str, timeout: float = 10.0) 
     base = f"{api.rstrip('/')}/repos/{repo}"
     try:
         c = requests.get(f"{base}/commits/{ref}", headers=headers, timeout=timeout)
-        if c.status_code == 404:
+        if c.status_code in (404, 422):  # GitHub answers 422 for an unknown ref
             return CIStatus(None, "none", f"{repo} has no commit for {ref}")
         c.raise_for_status()
         sha = c.json()["sha"]

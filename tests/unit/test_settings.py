@@ -75,3 +75,21 @@ def test_db_conninfo_points_at_the_primary_db_host():
     info = settings.load("production", target="real").db_conninfo("pw")
     assert info["host"] == "db1.cerniq.app" and info["port"] == 64032
     assert (info["dbname"], info["user"], info["password"]) == ("cerniq", "c3rn1q", "pw")
+
+
+def test_overrides_from_the_environment_are_typed(monkeypatch):
+    monkeypatch.setenv("CERNIQ_OVERRIDE_GITHUB_API", "http://127.0.0.1:9")
+    monkeypatch.setenv("CERNIQ_OVERRIDE_HEALTH_RETRIES", "7")
+    monkeypatch.setenv("CERNIQ_OVERRIDE_SERVICES", "api, web")
+    s = settings.load("staging", target="real")
+    assert (s.github_api, s.health_retries, s.services) == ("http://127.0.0.1:9", 7, ["api", "web"])
+
+
+def test_bad_overrides_are_one_clear_error(monkeypatch):
+    monkeypatch.setenv("CERNIQ_OVERRIDE_HEALTH_RETRIES", "many")
+    with pytest.raises(BadInput, match="CERNIQ_OVERRIDE_HEALTH_RETRIES='many' is not a valid int"):
+        settings.load("staging", target="real")
+    monkeypatch.delenv("CERNIQ_OVERRIDE_HEALTH_RETRIES")
+    monkeypatch.setenv("CERNIQ_OVERRIDE_NOPE", "1")
+    with pytest.raises(BadInput, match="unknown setting in CERNIQ_OVERRIDE_NOPE"):
+        settings.load("staging", target="real")
