@@ -41,6 +41,7 @@ from migrations_runner.plan import (
 )
 
 Log = Callable[[str], None]
+BackupFn = Callable[[Conninfo, Path, str], Path]
 
 
 def default_actor() -> str:
@@ -65,7 +66,7 @@ class ProductionGate:
     backup_dir: Path
     label: str = "production"
     skip_staging_reason: str | None = None
-    backup: Callable[[Conninfo, Path, str], Path] = pre_migration_backup
+    backup: BackupFn = pre_migration_backup
 
 
 @dataclass(frozen=True)
@@ -229,10 +230,14 @@ def rollback(
     options: RunOptions | None = None,
     backup_dir: Path | None = None,
     backup_label: str = "rollback",
+    backup: BackupFn = pre_migration_backup,
     dry_run: bool = False,
     log: Log = say,
 ) -> list[Migration]:
-    """Run down() of the last STEPS applied migrations (default 1), or of all above TO."""
+    """Run down() of the last STEPS applied migrations (default 1), or of all above TO.
+
+    With BACKUP_DIR, BACKUP(conninfo, backup_dir, backup_label) runs first.
+    """
     options = options or RunOptions()
     migrations = discover(migrations_dir)
     with connect(conninfo) as conn:
@@ -243,12 +248,12 @@ def rollback(
         with migration_lock(conn, options.lock_wait):
             ensure_history(conn)
             applied = read_history(conn)
+            # down() of a changed file is not the undo of what up() did
             plan = make_plan(migrations, applied)
-            if plan.drifted:
-                check_integrity(plan)  # down() of a changed file is not what ran up()
+            check_integrity(dataclasses.replace(plan, missing=(), out_of_order=()))
             todo = rollback_targets(migrations, applied, steps, to)
             if backup_dir is not None:
-                path = pre_migration_backup(conninfo, backup_dir, backup_label)
+                path = backup(conninfo, backup_dir, backup_label)
                 record_event(conn, options.actor, "backup", None, str(path))
                 log(f"pre-rollback backup: {path}")
             for m in todo:

@@ -176,6 +176,7 @@ def rollback(
         options=_options(s, lock_wait),
         backup_dir=Path(s.backup_dir) if production else None,
         backup_label=f"{s.env}-rollback",
+        backup=_backup_function(),
         dry_run=dry_run,
     )
     if done:

@@ -209,6 +209,9 @@ def test_drift_is_refused_with_the_files_listed_and_nothing_runs(
     ]
     report = verify(pg_db, tmp_path)
     assert not report.ok and "0001_a.py" in report.problems[0]
+    with pytest.raises(StepFailed, match="checksum drift: .*0001_a.py"):
+        rollback(pg_db, tmp_path, options=FAST, log=Lines())
+    assert history(pg_db) == [1]
 
 
 def test_non_transactional_failure_says_what_is_left_and_how_to_clean_it(
