@@ -24,7 +24,7 @@ from psycopg import errors as pg_errors
 from cerniq_ops.errors import BadInput, LockHeld, StepFailed
 from cerniq_ops.output import say
 from migrations_runner import lint, sql
-from migrations_runner.backup import Conninfo, pre_migration_backup
+from migrations_runner.backup import Conninfo, conninfo_dict, pre_migration_backup
 from migrations_runner.db import MigrationDB
 from migrations_runner.migration import Migration, discover
 from migrations_runner.plan import (
@@ -101,7 +101,11 @@ def connect(conninfo: Conninfo) -> psycopg.Connection[Any]:
             return psycopg.connect(conninfo, autocommit=True)
         return psycopg.connect(**conninfo, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise StepFailed(f"cannot connect to the database: {_first_line(exc)}") from None
+        info = conninfo_dict(conninfo)
+        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        raise StepFailed(
+            f"cannot connect to the database {where} as {info.get('user', '?')}: {_first_line(exc)}"
+        ) from None
 
 
 @contextmanager

@@ -342,3 +342,14 @@ def test_every_migration_runs_under_the_configured_timeouts(pg_db: dict, tmp_pat
     assert time.monotonic() - started < 5
     assert query(pg_db, "SELECT * FROM seen") == [("1234ms", "300ms")]
     assert history(pg_db) == [1]
+
+
+def test_unreachable_database_is_one_line_naming_it_without_the_password(pg_db: dict) -> None:
+    missing = {**pg_db, "dbname": "cq_mig_missing", "password": "pw-never-shown"}
+    with pytest.raises(StepFailed) as exc:
+        status(missing, REPO_MIGRATIONS)
+    message = str(exc.value)
+    assert message.startswith(
+        f"cannot connect to the database {pg_db['host']}:{pg_db['port']}/cq_mig_missing as postgres"
+    )
+    assert "pw-never-shown" not in message and "\n" not in message
