@@ -1,6 +1,11 @@
-"""invoke entry point: assembles one namespace per procedure. Each module is thin."""
+"""invoke entry point: assembles one namespace per procedure. Each module is thin.
+
+A namespace is a module tasks/<name>.py (its tasks become `invoke <name>.<task>`); top-level
+tasks (`invoke deploy`) are listed by module and task name.
+"""
 
 import sys
+from importlib import import_module
 from pathlib import Path
 
 from invoke import Collection
@@ -11,13 +16,11 @@ from invoke import Collection
 _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
-from tasks import db, demo, deploy, env, lock, testbed  # noqa: E402
+NAMESPACES = ("env", "db", "backup", "incident", "lock", "testbed")
+TOP_LEVEL = (("demo", "demo"), ("deploy", "deploy"), ("deploy", "history"))
 
 ns = Collection()
-ns.add_collection(Collection.from_module(env))
-ns.add_collection(Collection.from_module(db))
-ns.add_collection(Collection.from_module(testbed))
-ns.add_collection(Collection.from_module(lock))
-ns.add_task(demo.demo)
-ns.add_task(deploy.deploy)
-ns.add_task(deploy.history)
+for _name in NAMESPACES:
+    ns.add_collection(Collection.from_module(import_module(f"tasks.{_name}")))
+for _module, _task in TOP_LEVEL:
+    ns.add_task(getattr(import_module(f"tasks.{_module}"), _task))
