@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import psycopg
 import pytest
@@ -86,6 +87,9 @@ def test_up_recovers_from_a_killed_run_and_down_leaves_nothing(tmp_path):
         launchers = [s.launcher_pid for s in manager.status()]
         for pid in launchers:  # what a killed session leaves: namespaces, veths, bridge, mounts
             os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while any(s.up for s in manager.status()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not any(s.up for s in manager.status())
         assert manager.leftovers()
         assert manager.up() is True
