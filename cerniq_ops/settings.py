@@ -84,6 +84,14 @@ class Settings:
     ssh_user: str
     ssh_port: int
     public_url: str
+    backup_keep_last: int
+    backup_keep_days: float
+    backup_scratch_prefix: str
+    backup_max_verified_age_hours: float
+    backup_restore_jobs: int
+    pg_bin_dir: str
+    db_socket_dir: str
+    db_os_user: str
 
     # -- hosts ---------------------------------------------------------------------------
     def hosts_in(self, role: str) -> list[HostSpec]:

@@ -58,3 +58,14 @@ confirm_phrase = None
 # How we reach hosts
 ssh_user = "deploy"
 ssh_port = 22
+
+# Backups (cerniq_ops/backup.py, docs/runbooks/backups.md): pg_dump custom format on the db host
+# as the db OS user over the local socket, proven by test restores into scratch databases.
+backup_keep_last = 7  # prune keeps the newest N ...
+backup_keep_days = 14.0  # ... and everything younger than this; never the newest verified one
+backup_scratch_prefix = "cerniq_scratch_"  # test-restore and restore databases start with this
+backup_max_verified_age_hours = 26.0  # audits: a verified backup's data must be this recent
+backup_restore_jobs = 2  # pg_restore --jobs
+pg_bin_dir = "/usr/lib/postgresql/15/bin"  # pg_dump, pg_restore, psql on the db host
+db_socket_dir = "/run/postgresql"  # the server's unix socket directory on the db host
+db_os_user = "postgres"  # OS account that owns the cluster (runuser as root, else sudo -n)
