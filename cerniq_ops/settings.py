@@ -92,6 +92,7 @@ class Settings:
     pg_bin_dir: str
     db_socket_dir: str
     db_os_user: str
+    deploy_lock_max_age_minutes: float
 
     # -- hosts ---------------------------------------------------------------------------
     def hosts_in(self, role: str) -> list[HostSpec]:

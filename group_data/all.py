@@ -69,3 +69,7 @@ backup_restore_jobs = 2  # pg_restore --jobs
 pg_bin_dir = "/usr/lib/postgresql/15/bin"  # pg_dump, pg_restore, psql on the db host
 db_socket_dir = "/run/postgresql"  # the server's unix socket directory on the db host
 db_os_user = "postgres"  # OS account that owns the cluster (runuser as root, else sudo -n)
+
+# Audits (`invoke verify`, docs/runbooks/verify.md): a deploy lock older than this is stale
+# (a run died holding it); backups use backup_max_verified_age_hours above.
+deploy_lock_max_age_minutes = 60.0
