@@ -93,6 +93,12 @@ class Settings:
     db_socket_dir: str
     db_os_user: str
     deploy_lock_max_age_minutes: float
+    bluegreen_analysis_seconds: float
+    bluegreen_scale_down_delay: float
+    bluegreen_canary_steps: list[int]
+    bluegreen_canary_pause: float
+    bluegreen_min_requests: int
+    bluegreen_latency_floor: float
 
     # -- hosts ---------------------------------------------------------------------------
     def hosts_in(self, role: str) -> list[HostSpec]:

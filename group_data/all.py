@@ -73,3 +73,12 @@ db_os_user = "postgres"  # OS account that owns the cluster (runuser as root, el
 # Audits (`invoke verify`, docs/runbooks/verify.md): a deploy lock older than this is stale
 # (a run died holding it); backups use backup_max_verified_age_hours above.
 deploy_lock_max_age_minutes = 60.0
+
+# Blue-green (cerniq_ops/bluegreen.py, docs/runbooks/bluegreen.md); thresholds are the rollback
+# ones above (seed 9.1: error rate > 5%, latency > 3x the old color's)
+bluegreen_analysis_seconds = 60.0  # after a full switch, watch the new color this long
+bluegreen_scale_down_delay = 600.0  # stop-idle keeps the old color this long after a switch
+bluegreen_canary_steps = [10, 50, 100]  # percent of traffic to the new color, step by step
+bluegreen_canary_pause = 60.0  # analysis window between canary steps
+bluegreen_min_requests = 20  # fewer requests than this in a window cannot fail an analysis
+bluegreen_latency_floor = 0.05  # s: a mean below this never fails the 3x latency check
