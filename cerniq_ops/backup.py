@@ -106,6 +106,7 @@ def pg_dump_argv(s: Settings, snapshot: str | None = None) -> list[str]:
     `pg_restore --create`); the restores here create the database themselves.
     """
     argv = [*as_db_superuser(s), f"{s.pg_bin_dir}/pg_dump", "--format=custom", "--create"]
+    argv.append(f"--compress={s.backup_compress_level}")
     argv += ["--no-password", *_local(s), f"--dbname={s.db_name}"]
     if snapshot:
         argv.append(f"--snapshot={snapshot}")

@@ -99,6 +99,13 @@ class Settings:
     bluegreen_canary_pause: float
     bluegreen_min_requests: int
     bluegreen_latency_floor: float
+    backup_compress_level: int
+    migrations_dir: str
+
+    @property
+    def migrations_path(self) -> Path:
+        """The migrations folder (a relative `migrations_dir` is relative to the project)."""
+        return (PROJECT_DIR / self.migrations_dir).resolve()
 
     # -- hosts ---------------------------------------------------------------------------
     def hosts_in(self, role: str) -> list[HostSpec]:

@@ -59,7 +59,8 @@ def test_pg_dump_runs_as_postgres_over_the_socket_with_the_snapshot_and_no_passw
     root = dataclasses.replace(prod, ssh_user="root")
     assert backup.pg_dump_argv(root, "00000003-0000001B-1") == [
         "runuser", "-u", "postgres", "--",
-        "/usr/lib/postgresql/15/bin/pg_dump", "--format=custom", "--create", "--no-password",
+        "/usr/lib/postgresql/15/bin/pg_dump", "--format=custom", "--create",
+        "--compress=1", "--no-password",
         "-h", "/run/postgresql", "-p", "64032", "--dbname=cerniq",
         "--snapshot=00000003-0000001B-1",
     ]  # fmt: skip
