@@ -17,7 +17,13 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
 NAMESPACES = ("env", "db", "backup", "incident", "lock", "testbed")
-TOP_LEVEL = (("demo", "demo"), ("deploy", "deploy"), ("deploy", "history"))
+TOP_LEVEL = (
+    ("demo", "demo"),
+    ("deploy", "deploy"),
+    ("deploy", "history"),
+    ("verify", "verify"),
+    ("doctor", "doctor"),
+)
 
 ns = Collection()
 for _name in NAMESPACES:

@@ -1,0 +1,43 @@
+"""Checks of the environment's state of record: the deploy lock and the newest backup."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+
+import pytest
+
+from cerniq_ops import audit_checks as ac
+from cerniq_ops.lock import lock_path
+from verify.helpers import problems_or_pass, read
+
+
+@pytest.mark.hosts("primary")
+def test_deploy_lock(host, settings, detail):
+    """No deploy lock, or one younger than deploy_lock_max_age_minutes (a run in progress)."""
+    path = lock_path(settings)
+    text = read(host, path)
+    problem = ac.lock_problem(path, text, datetime.now(UTC), settings.deploy_lock_max_age_minutes)
+    seen = "not held" if text is None else f"held by a run in progress ({text.strip()[:80]})"
+    problems_or_pass([problem] if problem else [], detail, f"{path}: {seen}")
+
+
+@pytest.mark.hosts("db_primary")
+def test_backup(host, spec, settings, detail):
+    """The newest backup is younger than backup_max_verified_age_hours, and a verified one too."""
+    from cerniq_ops import backup
+
+    listing = host.run(shlex.join(backup.listing_argv(settings.backup_dir)))
+    if listing.rc != 0:
+        pytest.fail(
+            f"cannot list {settings.backup_dir}: {listing.stderr.strip()[:120]}", pytrace=False
+        )
+    backups, _ = backup.parse_listing(listing.stdout)
+    problems, summary = ac.backup_problems(
+        backups,
+        settings.env,
+        f"{settings.backup_dir} on {spec.name}",
+        datetime.now(UTC),
+        settings.backup_max_verified_age_hours,
+    )
+    problems_or_pass(problems, detail, summary)
