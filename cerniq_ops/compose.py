@@ -112,7 +112,7 @@ def service_labels(service: str) -> list[str]:
         f"traefik.http.services.{service}.loadbalancer.server.port=80",
         f"traefik.http.services.{service}.loadbalancer.healthcheck.path=/health",
         f"traefik.http.services.{service}.loadbalancer.healthcheck.interval=1s",
-        f"traefik.http.services.{service}.loadbalancer.healthcheck.timeout=1s",
+        f"traefik.http.services.{service}.loadbalancer.healthcheck.timeout=3s",
     ]
     if service != "api":
         prefix = rule.split("`")[1]
@@ -129,11 +129,13 @@ def _service(s: Settings, service: str, version: str) -> dict:
         "env_file": [".env"],
         "restart": "unless-stopped",
         "stop_grace_period": "15s",
+        # Docker's verdict gates Traefik's docker provider: an unhealthy container is dropped
+        # from the pool, so be tolerant of a slow check on a busy host (3 misses, 3 s each).
         "healthcheck": {
             "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/health"],
             "interval": "1s",
-            "timeout": "1s",
-            "retries": 2,
+            "timeout": "3s",
+            "retries": 3,
         },
     }
     if service in ROUTED:
@@ -216,3 +218,21 @@ def container_ips(ids: list[str]) -> list[str]:
 def ensure_network(s: Settings) -> str:
     name = network_name(s)
     return f"docker network inspect {name} >/dev/null 2>&1 || docker network create {name}"
+
+
+# -- appended for blue-green (cerniq_ops.bluegreen) ------------------------------------------------
+def app_service(
+    s: Settings, service: str, version: str, *, env_file: str = ".env", labelled: bool = True
+) -> dict:
+    """One app service's compose spec (image, env file, restart, health check); `labelled`
+    adds the Traefik labels of the rolling deploy's docker-provider routers."""
+    spec = _service(s, service, version)
+    spec["env_file"] = [env_file]
+    if not labelled:
+        spec.pop("labels", None)
+    return spec
+
+
+def dump(doc: dict) -> str:
+    """A YAML document as cerniq-ops writes it (with the do-not-edit header)."""
+    return _dump(doc)

@@ -11,12 +11,13 @@ is replaced by the measured zero-downtime replace in cerniq_ops.rollout.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from cerniq_ops import compose, hosts, notify, rollout
+from cerniq_ops import compose, hosts, metrics, notify, releases, rollout
 from cerniq_ops.audit import actor, now_utc
 from cerniq_ops.clients import github
 from cerniq_ops.clients.http import health, wait_healthy
@@ -27,7 +28,6 @@ from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.procedure import Context, run, step
 from cerniq_ops.settings import PROJECT_DIR, HostSpec, Settings
 
-MIGRATIONS_DIR = PROJECT_DIR / "migrations"
 SMOKE_DIR = PROJECT_DIR / "smoke"
 
 
@@ -214,7 +214,7 @@ def run_migrations(ctx: Context) -> str:
             backup=lambda *_: backup_path,  # the pre-deploy backup is the pre-migration one
         )
     applied = migrate(
-        conninfo, MIGRATIONS_DIR, options=options, gate=gate, dry_run=ctx.dry_run, log=ctx.note
+        conninfo, s.migrations_path, options=options, gate=gate, dry_run=ctx.dry_run, log=ctx.note
     )
     if ctx.dry_run:
         return "planned (see above)"
@@ -295,6 +295,7 @@ def post_deployment_verification(ctx: Context) -> str:
     s = ctx.settings
     if ctx.dry_run:
         return f"would check {s.public_url}/health ({s.health_retries} x {s.health_interval}s)"
+    ctx.facts["metrics_before"] = _scrape_all(ctx)
     ok, last, attempts = wait_healthy(
         s.public_url, s.health_retries, s.health_interval, ctx.version
     )
@@ -307,8 +308,13 @@ def post_deployment_verification(ctx: Context) -> str:
     return f"health ok on {ctx.version} (attempt {attempts}); smoke tests passed"
 
 
-def run_smoke(url: str, version: str | None) -> subprocess.CompletedProcess:
+def run_smoke(
+    url: str, version: str | None, headers: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """The smoke suite against URL; HEADERS go with every request (blue-green's preview)."""
     env = {**os.environ, "CERNIQ_SMOKE_URL": url, "CERNIQ_SMOKE_VERSION": version or ""}
+    if headers:
+        env["CERNIQ_SMOKE_HEADERS"] = json.dumps(headers)
     return subprocess.run(
         [
             sys.executable,
@@ -328,6 +334,37 @@ def run_smoke(url: str, version: str | None) -> subprocess.CompletedProcess:
     )
 
 
+def _scrape_all(ctx: Context) -> list:
+    return [metrics.scrape(host) for host in ctx.app_hosts]
+
+
+@step()
+def record_release(ctx: Context) -> str:
+    """Remember what this release is: its schema version (for rollbacks) and the traffic
+    baseline seen while it was verified (for `rollback.check`)."""
+    s = ctx.settings
+    if ctx.dry_run:
+        return f"would write {releases.release_path(s, ctx.version)}"
+    if ctx.facts.get("converged") and releases.read(ctx.primary, s, ctx.version):
+        return "unchanged"
+    before = ctx.facts.pop("metrics_before", None) or _scrape_all(ctx)
+    seen = sum(
+        (metrics.window(b, a) for b, a in zip(before, _scrape_all(ctx), strict=True)),
+        metrics.Window(0, 0, 0),
+    )
+    record = releases.new_record(
+        version=ctx.version,
+        who=actor(),
+        at=now_utc(),
+        schema_version=releases.schema_version(s),
+        baseline=seen,
+    )
+    releases.write(ctx.primary, s, record)
+    latency = record["baseline"]["mean_latency_ms"]
+    baseline = "unknown (no traffic)" if latency is None else f"{latency:.1f} ms"
+    return f"schema {record['schema_version']}, baseline {baseline}"
+
+
 @step()
 def notify_deployment(ctx: Context) -> str:
     s = ctx.settings
@@ -335,9 +372,9 @@ def notify_deployment(ctx: Context) -> str:
         return "would notify Slack"
     when = now_utc()
     if ctx.facts.get("converged"):
-        title = f"Deployment to {s.env}: already on {ctx.version}, nothing changed"
+        title = f"{_what(ctx)} to {s.env}: already on {ctx.version}, nothing changed"
     else:
-        title = f"Deployment to {s.env} completed"
+        title = f"{_what(ctx)} to {s.env} completed"
     body = notify.deployment_announcement(
         ctx.version, s.env, when, ctx.options.get("changes") or [], ctx.message
     )
@@ -350,13 +387,18 @@ def notify_deployment(ctx: Context) -> str:
 
 def notify_failure(ctx: Context) -> str:
     s, when = ctx.settings, now_utc()
-    title = f"Deployment of {ctx.version} to {s.env} FAILED"
+    title = f"{_what(ctx)} of {ctx.version} to {s.env} FAILED"
     body = f"Failed at step `{ctx.facts.get('failed_step')}`: {ctx.facts.get('error')}"
     delivery = notify.post(
         s.secret("slack_webhook_env"),
         notify.slack_payload(notify.Fields(title, _fields(ctx, when), False, body)),
     )
     return delivery.detail
+
+
+def _what(ctx: Context) -> str:
+    """How announcements name the procedure: `Deployment`, or e.g. `bluegreen.switch`."""
+    return "Deployment" if ctx.procedure == "deploy" else ctx.procedure
 
 
 def _fields(ctx: Context, when: str) -> dict[str, str]:
@@ -390,6 +432,7 @@ DEPLOY = (
     run_migrations,
     rolling_update,
     post_deployment_verification,
+    record_release,
     notify_deployment,
 )
 

@@ -101,6 +101,7 @@ class Settings:
     bluegreen_latency_floor: float
     backup_compress_level: int
     migrations_dir: str
+    migration_backup: str
 
     @property
     def migrations_path(self) -> Path:

@@ -40,6 +40,7 @@ db_name = "cerniq"
 db_user = "c3rn1q"
 db_password_env = "CERNIQ_DB_PASSWORD"
 migrations_dir = "migrations"  # relative to the project; the app's migrations
+migration_backup = "db-host"  # pre-migration backup: db-host (backup module) or local pg_dump
 migration_lock_timeout = "5s"
 migration_statement_timeout = "15min"
 

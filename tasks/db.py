@@ -6,8 +6,6 @@ from the environment variable named by the `db_password_env` setting.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,13 +53,27 @@ def _require_confirm(s: settings.Settings, confirm: str | None, dry_run: bool) -
         raise BadInput(f'changing the {s.env} database needs --confirm "{s.confirm_phrase}"')
 
 
-def _backup_function() -> Callable[..., Path]:
-    """The backup module's pre_migration_backup once it exists; until then the pg_dump stand-in."""
-    if importlib.util.find_spec("cerniq_ops.backup") is not None:
-        backup = importlib.import_module("cerniq_ops.backup")
-        if callable(getattr(backup, "pre_migration_backup", None)):
-            return backup.pre_migration_backup  # type: ignore[no-any-return]
-    return mr.pre_migration_backup
+def _backup_function(s: settings.Settings) -> Callable[..., Path]:
+    """How the pre-migration backup is taken (setting `migration_backup`): `db-host` runs the
+    backup module on the environment's db host (verified, with a manifest); `local` runs
+    pg_dump from this machine into backup_dir (for databases without an SSH-reachable host)."""
+    if s.migration_backup == "local":
+        return mr.pre_migration_backup
+    if s.migration_backup != "db-host":
+        raise BadInput(f"migration_backup must be db-host or local, not {s.migration_backup!r}")
+
+    def on_db_host(conninfo: Any, backup_dir: Path, label: str) -> Path:
+        from cerniq_ops import hosts
+        from cerniq_ops.backup import create_backup
+        from cerniq_ops.procedure import Context
+
+        targets = [s.db_host, *s.app_hosts[:1]]
+        with hosts.session(s, targets) as state:
+            ctx = Context(s, "db.migrate", state=state, locking=False, progress=say)
+            manifest = create_backup(ctx, "pre-migration")
+        return Path(s.backup_dir) / f"{manifest['id']}.dump"
+
+    return on_db_host
 
 
 @task(help={"env": ENV_HELP, "json": "print JSON", "migrations_dir": DIR_HELP})
@@ -134,7 +146,7 @@ def migrate(
             backup_dir=Path(s.backup_dir),
             label=s.env,
             skip_staging_reason=reason,
-            backup=_backup_function(),
+            backup=_backup_function(s),
         )
     applied = mr.migrate(
         _conninfo(s),
@@ -176,7 +188,7 @@ def rollback(
         options=_options(s, lock_wait),
         backup_dir=Path(s.backup_dir) if production else None,
         backup_label=f"{s.env}-rollback",
-        backup=_backup_function(),
+        backup=_backup_function(s),
         dry_run=dry_run,
     )
     if done:

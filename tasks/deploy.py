@@ -2,7 +2,7 @@
 
 from invoke import task
 
-from cerniq_ops import audit, hosts, settings
+from cerniq_ops import audit, hosts, rollback, settings
 from cerniq_ops.deploy import deploy as run_deploy
 from cerniq_ops.output import emit_json, say, table
 from cerniq_ops.procedure import Context
@@ -21,6 +21,8 @@ from tasks._cli import cli, progress_for, run_procedure
         "reason": "why the CI check is skipped (recorded)",
         "message": "a note shown in the lock, the audit log and the announcement",
         "json": "print a JSON summary on stdout (progress goes to stderr)",
+        "auto_rollback": "watch live figures after the deploy; roll back on 'immediate'",
+        "watch": "seconds to watch with --auto-rollback (default 60)",
     },
 )
 @cli
@@ -35,6 +37,8 @@ def deploy(
     reason="",
     message="",
     json=False,
+    auto_rollback=False,
+    watch=60,
 ):
     """Deploy VERSION to ENV with a zero-downtime rolling replace (seed 7.2)."""
     ctx = Context(
@@ -52,6 +56,8 @@ def deploy(
         progress=progress_for(json),
     )
     report = run_procedure(run_deploy, ctx, json)
+    if auto_rollback and not dry_run:
+        say(rollback.guard(ctx.settings, float(watch), ctx.progress), err=json)
     if not json:
         done = "dry run complete: nothing changed" if dry_run else "deployment complete"
         say(f"== {done}: {env} {ctx.version} ({ctx.settings.public_url})")

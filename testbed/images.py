@@ -29,7 +29,7 @@ START_SH = """#!/bin/sh
 mkdir -p /tmp/www && cp -r /app/www/. /tmp/www/
 httpd -f -p 80 -h /tmp/www &
 pid=$!
-trap 'rm -f /tmp/www/health; sleep "${DRAIN_SECONDS:-3}"; kill "$pid"; exit 0' TERM INT
+trap 'rm -f /tmp/www/health; sleep "${DRAIN_SECONDS:-5}"; kill "$pid"; exit 0' TERM INT
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
 exit 1
 """
@@ -90,7 +90,7 @@ def app_config(service: str, version: str) -> dict:
         "os": "linux",
         "config": {
             "Cmd": ["/bin/sh", "/app/start.sh"],
-            "Env": [f"SERVICE={service}", f"APP_VERSION={version}", "DRAIN_SECONDS=3"],
+            "Env": [f"SERVICE={service}", f"APP_VERSION={version}", "DRAIN_SECONDS=5"],
             "ExposedPorts": {"80/tcp": {}},
             "Labels": {"org.opencontainers.image.version": version},
             "StopSignal": "SIGTERM",

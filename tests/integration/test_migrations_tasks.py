@@ -35,6 +35,7 @@ def envs(make_db, tmp_path: Path) -> dict:
         (tmp_path / "tb" / "group_data" / f"{env}.py").write_text(
             f"db_name = {dbs[env]['dbname']!r}\ndb_user = {ADMIN['user']!r}\n"
             f"backup_dir = {str(tmp_path / 'backup')!r}\nmigration_lock_timeout = '2s'\n"
+            "migration_backup = 'local'\n"
         )
     return dbs
 

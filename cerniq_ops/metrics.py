@@ -1,0 +1,104 @@
+"""Traffic figures from Traefik's Prometheus metrics: requests, error rate, mean latency over a
+window between two scrapes. Parsing and arithmetic are pure; `scrape` reads a host's Traefik.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pyinfra.api.host import Host
+
+from cerniq_ops import hosts
+from cerniq_ops.compose import TRAEFIK_API_PORT
+
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def parse(text: str) -> Samples:
+    """Prometheus text exposition -> [(metric name, labels, value)]."""
+    samples: Samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _LINE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m.group(3) or ""))
+        try:
+            samples.append((m.group(1), labels, float(m.group(4))))
+        except ValueError:
+            continue
+    return samples
+
+
+def total(samples: Samples, name: str, **match: str) -> float:
+    """Sum of NAME's samples whose labels include MATCH; `code="5xx"` matches 500-599."""
+    result = 0.0
+    for metric, labels, value in samples:
+        if metric != name:
+            continue
+        if all(
+            (labels.get(k, "").startswith("5") and len(labels.get(k, "")) == 3)
+            if v == "5xx"
+            else labels.get(k) == v
+            for k, v in match.items()
+        ):
+            result += value
+    return result
+
+
+@dataclass(frozen=True)
+class Window:
+    """Traffic between two scrapes."""
+
+    requests: float
+    errors: float  # 5xx answers
+    latency_sum: float
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self.latency_sum / self.requests if self.requests else None
+
+    def __add__(self, other: Window) -> Window:
+        return Window(
+            self.requests + other.requests,
+            self.errors + other.errors,
+            self.latency_sum + other.latency_sum,
+        )
+
+
+def window(
+    before: Samples, after: Samples, *, entrypoint: str = "web", service: str | None = None
+) -> Window:
+    """Requests, 5xx and latency between BEFORE and AFTER, for an entrypoint or a service."""
+    if service:
+        prefix, labels = "traefik_service", {"service": service}
+    else:
+        prefix, labels = "traefik_entrypoint", {"entrypoint": entrypoint}
+
+    def delta(name: str, **extra: str) -> float:
+        return max(
+            0.0, total(after, name, **labels, **extra) - total(before, name, **labels, **extra)
+        )
+
+    return Window(
+        requests=delta(f"{prefix}_requests_total"),
+        errors=delta(f"{prefix}_requests_total", code="5xx"),
+        latency_sum=delta(f"{prefix}_request_duration_seconds_sum"),
+    )
+
+
+def scrape(host: Host) -> Samples:
+    """The host's Traefik metrics (served on its API port, loopback only)."""
+    _, out, _ = hosts.sh(
+        host, ["curl", "-sS", "-m", "5", f"http://127.0.0.1:{TRAEFIK_API_PORT}/metrics"]
+    )
+    return parse(out)
