@@ -16,7 +16,7 @@ from invoke import Collection
 _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
-NAMESPACES = ("env", "db", "backup", "incident", "lock", "rollback", "testbed")
+NAMESPACES = ("env", "db", "backup", "bluegreen", "incident", "lock", "rollback", "testbed")
 TOP_LEVEL = (
     ("demo", "demo"),
     ("deploy", "deploy"),

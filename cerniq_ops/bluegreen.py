@@ -1,0 +1,980 @@
+"""`invoke bluegreen.*`: the seed's blue-green-deploy.sh (7.3) as named steps, done correctly,
+with Argo Rollouts' canary steps and post-switch analysis on top.
+
+Two colors per app host, each its own compose project (`cerniq-blue`, `cerniq-green`), file
+(`docker-compose.<color>.yml`) and env file (`.env.<color>`); the api of each color is
+published on the color's port (64001 / 64002, the seed's health check) and reachable by Traefik
+as `http://api-<color>:80` on the shared network. Traefik routes the public entrypoint through
+the file provider, `{app_root}/traefik/dynamic/active.yml`:
+
+  routers  cerniq-app (PathPrefix `/`), cerniq-web (PathPrefix `/web`): the active color, or the
+           weighted `cerniq-canary` / `cerniq-web-canary` services during a canary; a priority
+           above the rolling deploy's docker-provider routers, so the file config wins.
+           cerniq-preview-<color>[-web]: requests with `X-Cerniq-Color: <color>` reach that color
+           (Argo's preview service): the smoke suite tests the idle color through Traefik.
+  services cerniq-<color>, cerniq-web-<color>: one server each, health-checked every second.
+
+A switch writes that file atomically (temp name not ending in .yml, rename), then confirms it on
+every app host through Traefik's API (the router names the new service) and through the host's
+public entrypoint (responses carry `X-Cerniq-Color: <new>` and the new version). The marker
+`active-env` (blue|green) is written after the switch, like the seed. Any failure after the
+switch switches back. The old color keeps running for a quick switch back.
+
+Where the seed is unsafe we do what it means: the version is validated, never pasted in a shell;
+the health loop's timeout fails the deploy (the seed's loop falls through to the switch); the
+Traefik file is never truncated in place; the seed's "Restore Traefik config" TODO is done.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+
+from cerniq_ops import compose, hosts, rollout, traefik
+from cerniq_ops.audit import now_utc
+from cerniq_ops.clients.http import Health, health, wait_healthy
+from cerniq_ops.compose import Stack
+from cerniq_ops.confirm import require
+from cerniq_ops.deploy import (
+    _app_files,
+    host_url,
+    notify_deployment,
+    notify_failure,
+    pull_images,
+    run_smoke,
+    validate,
+)
+from cerniq_ops.errors import BadInput, StepFailed
+from cerniq_ops.procedure import Context, Report, run, step
+from cerniq_ops.settings import HostSpec, Settings
+
+COLORS = ("blue", "green")
+MARKER = "active-env"
+SWITCHED_AT = "active-env.switched-at"
+DYNAMIC_FILE = "active.yml"
+COLOR_HEADER = "X-Cerniq-Color"
+ROUTER, WEB_ROUTER = "cerniq-app", "cerniq-web"
+PRIORITY = 10_000  # above the docker-provider routers of the rolling deploy (rule length)
+PREVIEW_PRIORITY = 20_000
+ROUTED_SERVICES = ("api", "web")  # reached through Traefik; the rest (workers) just run
+
+
+# -- pure builders: colors -----------------------------------------------------------------------
+def other(color: str) -> str:
+    return "green" if color == "blue" else "blue"
+
+
+def color_port(s: Settings, color: str) -> int:
+    return s.blue_port if color == "blue" else s.green_port
+
+
+def color_project(s: Settings, color: str) -> str:
+    return f"{s.compose_project}-{color}"
+
+
+def color_file(color: str) -> str:
+    return f"docker-compose.{color}.yml"
+
+
+def color_stack(s: Settings, color: str) -> Stack:
+    return Stack(
+        tuple(s.compose_command), color_project(s, color), f"{s.app_root}/{color_file(color)}"
+    )
+
+
+def alias(service: str, color: str) -> str:
+    """The color's name for SERVICE on the shared network: what Traefik's servers point at."""
+    return f"{service}-{color}"
+
+
+def traefik_service(color: str, service: str = "api") -> str:
+    return f"cerniq-{color}" if service == "api" else f"cerniq-{service}-{color}"
+
+
+def routed_name(color: str, service: str = "api") -> str:
+    """The service the public router names when COLOR is active: COLOR, failing over to the
+    other color only while COLOR has no healthy server."""
+    return f"{traefik_service(color, service)}-first"
+
+
+def color_compose(s: Settings, color: str, version: str) -> str:
+    """The whole app at VERSION as COLOR: no Traefik labels (the file provider routes it), the
+    api published on the color's port, routed services aliased `<service>-<color>`."""
+    services = {}
+    for svc in s.services:
+        spec = compose.app_service(s, svc, version, env_file=f".env.{color}", labelled=False)
+        if svc in ROUTED_SERVICES:
+            spec["networks"] = {"default": {"aliases": [alias(svc, color)]}}
+        if svc == "api":
+            spec["ports"] = [f"{color_port(s, color)}:80"]
+        services[svc] = spec
+    doc = {
+        "version": "3.7",
+        "services": services,
+        "networks": {"default": {"external": True, "name": compose.network_name(s)}},
+    }
+    return compose.dump(doc)
+
+
+def color_documents(
+    s: Settings, color: str, version: str, db_password: str | None
+) -> dict[str, tuple[str, str]]:
+    return {
+        color_file(color): (color_compose(s, color, version), "644"),
+        f".env.{color}": (compose.env_file(s, version, db_password), "600"),
+    }
+
+
+def color_url(s: Settings, spec: HostSpec, color: str) -> str:
+    """The color's api on HOST, straight (the seed's `curl localhost:6400x/health`)."""
+    return f"http://{spec.address}:{color_port(s, color)}"
+
+
+# -- pure builders: Traefik's dynamic configuration ----------------------------------------------
+def dynamic_config(active: str | None, canary_weight: int | None = None) -> dict:
+    """Routers and services of `active.yml`.
+
+    ACTIVE None: no public router (first rollout, before its switch): only the previews.
+    CANARY_WEIGHT w (0 < w < 100): w% of requests to the other color, the rest to ACTIVE.
+    """
+    routers: dict = {}
+    services: dict = {}
+    middlewares: dict = {"cerniq-web-strip": {"stripPrefix": {"prefixes": ["/web"]}}}
+    for color in COLORS:
+        middlewares[f"cerniq-color-{color}"] = {
+            "headers": {"customResponseHeaders": {COLOR_HEADER: color}}
+        }
+        for svc in ROUTED_SERVICES:
+            services[traefik_service(color, svc)] = {
+                "loadBalancer": {
+                    "servers": [{"url": f"http://{alias(svc, color)}:80"}],
+                    "healthCheck": {"path": "/health", "interval": "1s", "timeout": "3s"},
+                }
+            }
+        header = f"Header(`{COLOR_HEADER}`, `{color}`)"
+        routers[f"cerniq-preview-{color}"] = _router(
+            header, traefik_service(color), PREVIEW_PRIORITY, [f"cerniq-color-{color}"]
+        )
+        routers[f"cerniq-preview-{color}-web"] = _router(
+            f"{header} && PathPrefix(`/web`)",
+            traefik_service(color, "web"),
+            PREVIEW_PRIORITY + 1,
+            ["cerniq-web-strip", f"cerniq-color-{color}"],
+        )
+    if active is not None:
+        if canary_weight is not None and not 0 < canary_weight < 100:
+            raise BadInput(f"canary weight {canary_weight} must be between 1 and 99")
+        if canary_weight is None:
+            api, web, tag = routed_name(active), routed_name(active, "web"), [active]
+            for name, svc in ((api, "api"), (web, "web")):
+                services[name] = {  # never a 503 for a health-check blip while the other runs
+                    "failover": {
+                        "service": traefik_service(active, svc),
+                        "fallback": traefik_service(other(active), svc),
+                    }
+                }
+        else:
+            api, web, tag = "cerniq-canary", "cerniq-web-canary", []
+            for name, svc in ((api, "api"), (web, "web")):
+                services[name] = {
+                    "weighted": {
+                        "healthCheck": {},  # an unhealthy color gets no share of the traffic
+                        "services": [
+                            {"name": traefik_service(active, svc), "weight": 100 - canary_weight},
+                            {"name": traefik_service(other(active), svc), "weight": canary_weight},
+                        ],
+                    }
+                }
+        color_mw = [f"cerniq-color-{c}" for c in tag]
+        routers[ROUTER] = _router("PathPrefix(`/`)", api, PRIORITY, color_mw)
+        routers[WEB_ROUTER] = _router(
+            "PathPrefix(`/web`)", web, PRIORITY + 1, ["cerniq-web-strip", *color_mw]
+        )
+    return {"http": {"routers": routers, "services": services, "middlewares": middlewares}}
+
+
+def _router(rule: str, service: str, priority: int, middlewares: list[str]) -> dict:
+    router = {"rule": rule, "entryPoints": ["web"], "priority": priority, "service": service}
+    if middlewares:
+        router["middlewares"] = middlewares
+    return router
+
+
+def render(config: dict) -> str:
+    return compose.dump(config)
+
+
+def dynamic_path(s: Settings) -> str:
+    return f"{s.app_root}/traefik/dynamic/{DYNAMIC_FILE}"
+
+
+# -- pure: marker, canary steps, analysis --------------------------------------------------------
+def parse_marker(text: str | None, where: str) -> str | None:
+    """The active color from `active-env`; None when absent; StepFailed for anything else."""
+    if text is None:
+        return None
+    value = text.strip()
+    if value in COLORS:
+        return value
+    raise StepFailed(
+        f"{MARKER} on {where} holds {value[:40]!r}, not 'blue' or 'green': nothing was changed; "
+        "check what Traefik routes with `invoke bluegreen.status`, then set it with "
+        "`invoke bluegreen.switch --to blue|green`"
+    )
+
+
+def canary_steps(spec: str | list[int] | tuple[int, ...]) -> list[int]:
+    """`10,50,100` -> [10, 50, 100]: increasing percentages; 100 is appended when missing."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    try:
+        weights = [int(str(w).strip()) for w in items if str(w).strip()]
+    except ValueError:
+        raise BadInput(f"invalid --steps {spec!r}: percentages like 10,50,100") from None
+    if not weights or any(not 0 < w <= 100 for w in weights) or weights != sorted(set(weights)):
+        raise BadInput(f"invalid --steps {spec!r}: increasing percentages in 1..100, e.g. 10,50")
+    return weights if weights[-1] == 100 else [*weights, 100]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What Traefik counted for one service: requests, 5xx answers, total seconds spent."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    seconds: float = 0.0
+
+    def __add__(self, o: Traffic) -> Traffic:
+        return Traffic(self.requests + o.requests, self.errors + o.errors, self.seconds + o.seconds)
+
+    def __sub__(self, o: Traffic) -> Traffic:
+        return Traffic(self.requests - o.requests, self.errors - o.errors, self.seconds - o.seconds)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def latency(self) -> float | None:
+        return self.seconds / self.requests if self.requests else None
+
+
+_SAMPLE = re.compile(r"^(traefik_service_\w+)\{([^}]*)\}\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def service_traffic(prometheus_text: str) -> dict[str, Traffic]:
+    """{`cerniq-green@file`: Traffic} from Traefik's Prometheus text (service metrics)."""
+    found: dict[str, Traffic] = {}
+    for line in prometheus_text.splitlines():
+        m = _SAMPLE.match(line.strip())
+        if not m:
+            continue
+        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
+        service, code = labels.get("service", ""), labels.get("code", "")
+        if name == "traefik_service_requests_total":
+            add = Traffic(value, value if code.startswith("5") else 0.0)
+        elif name == "traefik_service_request_duration_seconds_sum":
+            add = Traffic(seconds=value)
+        else:
+            continue
+        found[service] = found.get(service, Traffic()) + add
+    return found
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    detail: str
+
+
+def analyse(
+    new: Traffic,
+    old: Traffic | None,
+    *,
+    max_error_rate: float,
+    latency_factor: float,
+    latency_floor: float,
+    min_requests: int,
+) -> Verdict:
+    """The seed's rollback thresholds (9.1) on the new color's traffic in a window.
+
+    Fails when the error rate is above MAX_ERROR_RATE, or the mean latency is above
+    LATENCY_FACTOR x the old color's (and above LATENCY_FLOOR seconds, below which a ratio of
+    sub-millisecond means is noise). Fewer than MIN_REQUESTS requests cannot fail it.
+    """
+    if new.requests < min_requests:
+        return Verdict(True, f"{new.requests:.0f} request(s): too few to judge (< {min_requests})")
+    rate = new.error_rate
+    parts = [f"{new.requests:.0f} requests, {rate:.1%} errors"]
+    if rate > max_error_rate:
+        return Verdict(False, f"{parts[0]} (limit {max_error_rate:.0%})")
+    latency, baseline = new.latency or 0.0, old.latency if old else None
+    parts.append(f"mean {latency * 1000:.1f} ms")
+    if baseline:
+        parts.append(f"old {baseline * 1000:.1f} ms")
+        if latency > latency_factor * baseline and latency > latency_floor:
+            return Verdict(False, f"{', '.join(parts)}: above {latency_factor:g}x the old color")
+    return Verdict(True, ", ".join(parts))
+
+
+# -- reading hosts ---------------------------------------------------------------------------
+def routed_service(host) -> str | None:
+    """What Traefik's public router on HOST names now (None: no blue-green router)."""
+    router = traefik.api_get(host, f"http/routers/{ROUTER}@file")
+    return router.get("service") if isinstance(router, dict) else None
+
+
+def traffic_on(host) -> dict[str, Traffic]:
+    _, out, _ = hosts.sh(
+        host, ["curl", "-sS", "-m", "5", f"http://127.0.0.1:{compose.TRAEFIK_API_PORT}/metrics"]
+    )
+    return service_traffic(out)
+
+
+def _file_key(color: str) -> str:
+    return f"{traefik_service(color)}@file"
+
+
+def total_traffic(ctx: Context) -> dict[str, Traffic]:
+    """Service traffic summed over every app host's Traefik."""
+    summed: dict[str, Traffic] = {}
+    for host in ctx.app_hosts:
+        for name, t in traffic_on(host).items():
+            summed[name] = summed.get(name, Traffic()) + t
+    return summed
+
+
+def color_version(s: Settings, host, spec: HostSpec, color: str) -> tuple[str | None, Health]:
+    """(version the color runs, its health on the color's port)."""
+    h = health(color_url(s, spec, color))
+    if h.version:
+        return h.version, h
+    api = rollout.containers(host, color_project(s, color), "api")
+    tags = sorted({c.image.rsplit(":", 1)[1] for c in api})
+    return ("+".join(tags) or None), h
+
+
+def _pairs(ctx: Context):
+    return list(zip(ctx.settings.app_hosts, ctx.app_hosts, strict=True))
+
+
+# -- steps -------------------------------------------------------------------------------------
+@step(offline=True)
+def confirm_change(ctx: Context) -> str:
+    """Production needs the typed confirmation (the same phrase as `invoke deploy`)."""
+    s = ctx.settings
+    if s.confirm_phrase and not ctx.dry_run:
+        return require(s.confirm_phrase, ctx.options.get("confirm"), f"{s.env.upper()} SWITCH")
+    return "no confirmation needed"
+
+
+@step(audited=False)
+def read_active(ctx: Context) -> str:
+    """The `active-env` marker on every app host: blue or green, the same everywhere."""
+    s, markers, bad = ctx.settings, {}, []
+    repair = ctx.options.get("to")
+    for spec, host in _pairs(ctx):
+        text = hosts.read_file(host, f"{s.app_root}/{MARKER}")
+        try:
+            markers[spec.name] = parse_marker(text, spec.name)
+        except StepFailed:
+            if not repair:
+                raise
+            bad.append(spec.name)
+    values = set(markers.values())
+    if len(values) > 1 and not repair:
+        seen = ", ".join(f"{n}={v or 'absent'}" for n, v in markers.items())
+        raise StepFailed(
+            f"{MARKER} differs between hosts ({seen}): nothing was changed; settle it with "
+            f"`invoke bluegreen.switch --env {s.env} --to blue|green`"
+        )
+    active = next(iter(values)) if len(values) == 1 and not bad else None
+    ctx.facts["markers_ok"] = active is not None
+    initial = ctx.options.get("initial")
+    if active is None and not (initial or repair):
+        raise StepFailed(
+            f"no {MARKER} marker on {s.env}'s app hosts: this would be the first blue-green "
+            f"rollout; run `invoke bluegreen.deploy --env {s.env} --initial`"
+        )
+    if active is not None and initial:
+        raise BadInput(f"{s.env} already runs blue-green ({active} is active): drop --initial")
+    ctx.facts["active"] = active
+    ctx.facts["idle"] = other(active) if active else "blue"
+    if repair:
+        ctx.facts["idle"] = repair
+    return f"active: {active or 'none yet'}; idle: {ctx.facts['idle']}"
+
+
+@step(audited=False)
+def check_traefik(ctx: Context) -> str:
+    """Traefik answers on every app host and routes the active color (or nothing yet)."""
+    s, active = ctx.settings, ctx.facts["active"]
+    if ctx.options.get("initial"):
+        if ctx.dry_run:
+            return "would make sure Traefik runs on every app host"
+        hosts.apply(
+            s, s.app_hosts, _app_files(), documents=_edge_documents(s)
+        )  # edge compose file + the dynamic folder
+        done = [f"{spec.name}: {rollout.ensure_edge(h, s)}" for spec, h in _pairs(ctx)]
+    else:
+        done = []
+    routed = {}
+    for spec, host in _pairs(ctx):
+        try:
+            routed[spec.name] = routed_service(host)
+        except StepFailed as exc:
+            raise StepFailed(
+                f"{exc}: refusing to switch (nothing was changed); start Traefik with "
+                f"`docker compose -p {s.compose_project}-edge -f "
+                f"{s.app_root}/docker-compose.traefik.yml up -d` on {spec.name}"
+            ) from None
+    want = routed_name(active) if active else None
+    wrong = {n: r for n, r in routed.items() if r != want}
+    if wrong and not ctx.options.get("to"):
+        seen = ", ".join(f"{n} routes {r or 'no blue-green router'}" for n, r in wrong.items())
+        raise StepFailed(
+            f"Traefik disagrees with {MARKER}={active or 'absent'} ({seen}): nothing was changed; "
+            f"settle it with `invoke bluegreen.switch --env {s.env} --to blue|green`"
+        )
+    ctx.facts["routed"] = routed
+    if not ctx.dry_run:  # the old color's baseline: its traffic from now to the switch
+        ctx.facts["metrics_at_start"] = total_traffic(ctx)
+    if active is None and ctx.options.get("to"):  # repairing: the old color is what Traefik routes
+        colors = {c for c in COLORS for r in routed.values() if r == routed_name(c)}
+        ctx.facts["active"] = colors.pop() if len(colors) == 1 else None
+    return "; ".join([*done, f"Traefik routes {want or 'no blue-green router yet'} everywhere"])
+
+
+def _edge_documents(s: Settings) -> dict[str, tuple[str, str]]:
+    return {"docker-compose.traefik.yml": (compose.edge_compose(s), "644")}
+
+
+@step(audited=False)
+def compare_versions(ctx: Context) -> str:
+    """What the active color runs: the same version, healthy everywhere = nothing to do."""
+    s, active = ctx.settings, ctx.facts["active"]
+    if active is None:
+        return f"first rollout: {ctx.version} goes to {ctx.facts['idle']}"
+    running = {}
+    for spec, host in _pairs(ctx):
+        version, h = color_version(s, host, spec, active)
+        running[spec.name] = version if h.ok else None
+    ctx.facts["previous_version"] = next(iter(running.values()))
+    if all(v == ctx.version for v in running.values()):
+        ctx.facts["converged"] = True
+        return f"{active} already runs {ctx.version} on every app host: nothing to change"
+    shown = ", ".join(f"{n}: {v or 'unhealthy'}" for n, v in running.items())
+    return f"{active} runs {shown}"
+
+
+@step()
+def deploy_idle(ctx: Context) -> str:
+    """The idle color's compose project at the new version, started (the seed: pull, up -d)."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    password = s.require_secret("db_password_env")
+    documents = color_documents(s, idle, ctx.version, password)
+    if ctx.dry_run:
+        for line in hosts.apply(s, s.app_hosts, _app_files(), dry_run=True, documents=documents):
+            ctx.note(f"would change {line}")
+        return f"would start {color_project(s, idle)} at {ctx.version}"
+    hosts.apply(s, s.app_hosts, _app_files(), documents=documents)
+    stack = color_stack(s, idle)
+    for spec, host in _pairs(ctx):
+        hosts.sh(host, stack.cmd("up", "-d", "--remove-orphans"), timeout=900)
+        ctx.note(f"{spec.name}: {stack.project} up at {ctx.version}")
+    return f"{idle} runs {ctx.version} on {len(s.app_hosts)} host(s)"
+
+
+@step(audited=False)
+def wait_idle_healthy(ctx: Context) -> str:
+    """The seed's loop: /health on the idle color's port, 30 x 2 s, reporting the new version."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    if ctx.dry_run:
+        return (
+            f"would wait for {idle} ({s.bluegreen_health_retries} x {s.bluegreen_health_interval}s)"
+        )
+    for spec in s.app_hosts:
+        ok, last, attempts = wait_healthy(
+            color_url(s, spec, idle),
+            s.bluegreen_health_retries,
+            s.bluegreen_health_interval,
+            ctx.version,
+        )
+        if not ok:
+            raise StepFailed(
+                f"{idle} ({ctx.version}) is not healthy on {spec.name} after {attempts} "
+                f"attempt(s): {last.detail}; traffic stays on "
+                f"{ctx.facts['active'] or 'what served it'}; {stop_hint(s, idle)}"
+            )
+    return f"{idle} healthy on {len(s.app_hosts)} host(s)"
+
+
+@step(audited=False)
+def check_idle_ready(ctx: Context) -> str:
+    """`switch`/`canary` of the idle color as it runs: only when it is healthy."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    versions = set()
+    for spec, host in _pairs(ctx):
+        version, h = color_version(s, host, spec, idle)
+        if not h.ok:
+            raise StepFailed(
+                f"{idle} is not healthy on {spec.name} ({h.detail}): refusing to send it "
+                "traffic; nothing was changed"
+            )
+        versions.add(version)
+        if ctx.facts["active"]:
+            ctx.facts.setdefault(
+                "previous_version", color_version(s, host, spec, ctx.facts["active"])[0]
+            )
+    if len(versions) > 1:
+        raise StepFailed(f"{idle} runs different versions on the app hosts: {sorted(versions)}")
+    ctx.version = versions.pop()
+    if (
+        ctx.facts["active"] == idle
+        and ctx.facts.get("markers_ok")
+        and all(r == routed_name(idle) for r in ctx.facts["routed"].values())
+    ):
+        ctx.facts["converged"] = True
+        return f"{idle} is already active on {ctx.version}: nothing to change"
+    return f"{idle} healthy on {ctx.version}"
+
+
+@step()
+def prepare_traefik(ctx: Context) -> str:
+    """Both colors defined in Traefik (routing unchanged) and the idle one UP there."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    text = render(dynamic_config(ctx.facts["active"]))
+    if ctx.dry_run:
+        return f"would write {dynamic_path(s)} (routing unchanged) on {len(s.app_hosts)} host(s)"
+    for _, host in _pairs(ctx):
+        if hosts.read_file(host, dynamic_path(s)) != text.rstrip("\n"):
+            hosts.write_file(host, dynamic_path(s), text)
+    for spec, host in _pairs(ctx):
+        for svc in ROUTED_SERVICES:
+            name = traefik_service(idle, svc)
+            traefik.wait_for(
+                f"{name} UP in Traefik on {spec.name}",
+                lambda h=host, n=name: bool(traefik.up_servers(_service_doc(h, n))),
+                max(10.0, s.bluegreen_health_retries * s.bluegreen_health_interval),
+            )
+    return f"{traefik_service(idle)} UP in Traefik on {len(s.app_hosts)} host(s)"
+
+
+def _service_doc(host, name: str) -> dict | None:
+    doc = traefik.api_get(host, f"http/services/{name}@file")
+    return doc if isinstance(doc, dict) else None
+
+
+@step(audited=False)
+def smoke_idle(ctx: Context) -> str:
+    """The smoke suite against the idle color, through Traefik (`X-Cerniq-Color: <idle>`)."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    if ctx.dry_run:
+        return f"would run the smoke suite against {idle} on every app host"
+    with ThreadPoolExecutor(max_workers=len(s.app_hosts)) as pool:  # one suite per host, at once
+        results = pool.map(
+            lambda spec: run_smoke(host_url(s, spec), ctx.version, headers={COLOR_HEADER: idle}),
+            s.app_hosts,
+        )
+    for spec, result in zip(s.app_hosts, list(results), strict=True):
+        if result.returncode != 0:
+            tail = (result.stdout.strip().splitlines() or ["no output"])[-1]
+            raise StepFailed(
+                f"smoke tests failed against {idle} on {spec.name}: {tail}; aborting the switch, "
+                f"traffic stays on {ctx.facts['active'] or 'what served it'}; {stop_hint(s, idle)}"
+            )
+    return f"passed against {idle} on {len(s.app_hosts)} host(s)"
+
+
+@step()
+def switch_traffic(ctx: Context) -> str:
+    """Write active.yml (router -> the idle color) on every app host; confirm it on each."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    if ctx.dry_run:
+        return f"would route {ROUTER} to {routed_name(idle)} on {len(s.app_hosts)} host(s)"
+    ctx.facts["metrics_at_switch"] = total_traffic(ctx)
+    seconds = apply_routing(ctx, idle, None)
+    ctx.facts["switched"] = True
+    return f"{len(s.app_hosts)} host(s) route {routed_name(idle)} ({seconds:.2f}s to confirm)"
+
+
+def apply_routing(ctx: Context, active: str | None, weight: int | None) -> float:
+    """Write the routing on every app host (atomic rename), then confirm it on each."""
+    s, start = ctx.settings, time.monotonic()
+    text = render(dynamic_config(active, weight))
+    for _, host in _pairs(ctx):
+        hosts.write_file(host, dynamic_path(s), text)
+    for spec, host in _pairs(ctx):
+        confirm_routing(s, spec, host, active, weight)
+    return time.monotonic() - start
+
+
+def confirm_routing(
+    s: Settings, spec: HostSpec, host, active: str | None, weight: int | None, timeout=30.0
+) -> None:
+    """Traefik's API names the expected service, and the host's entrypoint answers from it."""
+    want = routed_name(active) if active and weight is None else None
+    if active and weight is not None:
+        want = "cerniq-canary"
+    traefik.wait_for(
+        f"Traefik on {spec.name} to route {want or 'no blue-green router'}",
+        lambda: routed_service(host) == want,
+        timeout,
+        interval=0.05,
+    )
+    if active is None or weight is not None:
+        return
+    url = host_url(s, spec)
+    traefik.wait_for(
+        f"{url} to answer from {active}",
+        lambda: all(_answers_from(f"{url}{path}", active) for path in ("/health", "/web/health")),
+        timeout,
+        interval=0.05,
+    )
+
+
+def _answers_from(url: str, color: str) -> bool:
+    try:
+        r = requests.get(url, timeout=3)
+    except requests.RequestException:
+        return False
+    return r.status_code == 200 and r.headers.get(COLOR_HEADER) == color
+
+
+@step()
+def update_marker(ctx: Context) -> str:
+    """`active-env` (and when, and current-version/previous-version) on every app host."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    if ctx.dry_run:
+        return f"would write {MARKER}={idle}"
+    write_markers(ctx, idle, ctx.version, ctx.facts.get("previous_version"))
+    ctx.facts["marker"] = idle
+    return f"{MARKER}={idle} on {len(s.app_hosts)} host(s)"
+
+
+def write_markers(ctx: Context, color: str, version: str | None, previous: str | None) -> None:
+    s = ctx.settings
+    for _, host in _pairs(ctx):
+        hosts.write_file(host, f"{s.app_root}/{MARKER}", color + "\n")
+        hosts.write_file(host, f"{s.app_root}/{SWITCHED_AT}", f"{time.time():.0f} {now_utc()}\n")
+        if version:
+            if previous and previous != version:
+                hosts.write_file(host, f"{s.app_root}/previous-version", previous + "\n")
+            hosts.write_file(host, f"{s.app_root}/current-version", version + "\n")
+
+
+@step(audited=False)
+def verify_switch(ctx: Context) -> str:
+    """The seed's check after the switch: the public URL is healthy, on the new version."""
+    s = ctx.settings
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    if ctx.dry_run:
+        return f"would check {s.public_url}/health and run the smoke suite"
+    ok, last, attempts = wait_healthy(
+        s.public_url, s.health_retries, s.health_interval, ctx.version
+    )
+    if not ok:
+        raise StepFailed(f"{s.public_url} is not healthy after the switch: {last.detail}")
+    smoke = run_smoke(s.public_url, ctx.version)
+    if smoke.returncode != 0:
+        tail = (smoke.stdout.strip().splitlines() or ["no output"])[-1]
+        raise StepFailed(f"smoke tests failed against {s.public_url}: {tail}")
+    return f"{s.public_url} healthy on {ctx.version} (attempt {attempts}); smoke tests passed"
+
+
+@step(audited=False)
+def post_switch_analysis(ctx: Context) -> str:
+    """Argo's post-promotion analysis: for a window after the switch the new color must stay
+    healthy and within the seed's thresholds (9.1); otherwise switch back."""
+    s, new, old = ctx.settings, ctx.facts["idle"], ctx.facts["active"]
+    window = float(ctx.options.get("analysis_seconds", s.bluegreen_analysis_seconds))
+    if ctx.facts.get("converged") or window <= 0:
+        return "skipped" + (": nothing changed" if ctx.facts.get("converged") else "")
+    if ctx.dry_run:
+        return f"would watch {new} for {window:g}s"
+    before = ctx.facts.get("metrics_at_switch") or total_traffic(ctx)
+    baseline = None
+    if old:  # the old color just before the switch, under the same load; else all it served
+        baseline = _delta(before, ctx.facts.get("metrics_at_start") or {}, old)
+        if baseline.requests < s.bluegreen_min_requests:
+            baseline = before.get(_file_key(old))
+    verdict = watch(ctx, new, before, lambda _: baseline, window)
+    return f"{window:g}s: {verdict.detail}"
+
+
+def watch(
+    ctx: Context,
+    color: str,
+    before: dict[str, Traffic],
+    baseline: Callable[[dict[str, Traffic]], Traffic | None],
+    seconds: float,
+) -> Verdict:
+    """Check COLOR every second for SECONDS: health through each host's entrypoint and the
+    thresholds on its traffic since BEFORE. StepFailed at the first failed check."""
+    s = ctx.settings
+    deadline = time.monotonic() + seconds
+    verdict = Verdict(True, "no check yet")
+    while True:
+        for spec, host in _pairs(ctx):
+            up = traefik.up_servers(_service_doc(host, traefik_service(color)))
+            if not up:
+                raise StepFailed(f"{color} is DOWN in Traefik on {spec.name}")
+        now = total_traffic(ctx)
+        key = _file_key(color)
+        verdict = analyse(
+            now.get(key, Traffic()) - before.get(key, Traffic()),
+            baseline(now),
+            max_error_rate=s.rollback_error_rate,
+            latency_factor=s.rollback_latency_factor,
+            latency_floor=s.bluegreen_latency_floor,
+            min_requests=s.bluegreen_min_requests,
+        )
+        if not verdict.ok:
+            raise StepFailed(f"analysis of {color} failed: {verdict.detail}")
+        if time.monotonic() >= deadline:
+            return verdict
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+@step()
+def canary(ctx: Context) -> str:
+    """Traefik weighted services: move STEPS% to the new color, analysing it between steps."""
+    s, new, old = ctx.settings, ctx.facts["idle"], ctx.facts["active"]
+    weights = canary_steps(ctx.options.get("steps") or s.bluegreen_canary_steps)
+    pause = float(ctx.options.get("pause", s.bluegreen_canary_pause))
+    if ctx.facts.get("converged"):
+        return "skipped: nothing changed"
+    if old is None:
+        raise StepFailed("a canary needs an active color to compare with: run a deploy first")
+    if ctx.dry_run:
+        return f"would move {' -> '.join(f'{w}%' for w in weights)} to {new}, {pause:g}s apart"
+    ctx.facts["canary_started"] = True
+    done = []
+    for weight in weights:
+        if weight == 100:
+            ctx.facts["metrics_at_switch"] = total_traffic(ctx)
+            apply_routing(ctx, new, None)
+            ctx.facts["switched"] = True
+            done.append("100%")
+            ctx.note(f"100% to {new}")
+            break
+        before = total_traffic(ctx)
+        apply_routing(ctx, old, weight)
+        ctx.facts["canary_weight"] = weight
+        ctx.note(f"{weight}% to {new}; analysing for {pause:g}s")
+        verdict = watch(
+            ctx,
+            new,
+            before,
+            lambda now, b=before: (
+                now.get(_file_key(old), Traffic()) - b.get(_file_key(old), Traffic())
+            ),
+            pause,
+        )
+        ctx.note(f"{weight}%: {verdict.detail}")
+        done.append(f"{weight}% ({verdict.detail})")
+    return "; ".join(done)
+
+
+def _delta(now: dict[str, Traffic], before: dict[str, Traffic], color: str) -> Traffic:
+    key = _file_key(color)
+    return now.get(key, Traffic()) - before.get(key, Traffic())
+
+
+@step(audited=False)
+def check_scale_down_delay(ctx: Context) -> str:
+    """Argo's scaleDownDelay: the idle color is kept for a while after a switch."""
+    s, idle = ctx.settings, ctx.facts["idle"]
+    delay = float(ctx.options.get("delay", s.bluegreen_scale_down_delay))
+    newest = 0.0
+    for _, host in _pairs(ctx):
+        text = hosts.read_file(host, f"{s.app_root}/{SWITCHED_AT}") or "0"
+        newest = max(newest, float(text.split()[0] or 0))
+    age = time.time() - newest
+    if age < delay:
+        raise StepFailed(
+            f"switched {age:.0f}s ago; {idle} is kept {delay:g}s for a quick switch back "
+            f"(bluegreen_scale_down_delay): run again in {delay - age:.0f}s, or pass --delay 0"
+        )
+    return f"switched {age:.0f}s ago (delay {delay:g}s)"
+
+
+@step()
+def stop_idle(ctx: Context) -> str:
+    s, idle = ctx.settings, ctx.facts["idle"]
+    stack = color_stack(s, idle)
+    if ctx.dry_run:
+        return f"would run `{' '.join(stack.cmd('down'))}` on {len(s.app_hosts)} host(s)"
+    for spec, host in _pairs(ctx):
+        if routed_service(host) != routed_name(ctx.facts["active"]):
+            raise StepFailed(f"Traefik on {spec.name} does not route only the active color")
+        hosts.sh(host, stack.cmd("down", "--remove-orphans"), timeout=300)
+    return f"{stack.project} stopped on {len(s.app_hosts)} host(s)"
+
+
+# -- failure hooks -------------------------------------------------------------------------------
+def switch_back(ctx: Context) -> str:
+    """After a failure past the switch (or during a canary), route the old color again."""
+    old = ctx.facts.get("active")
+    if not (ctx.facts.get("switched") or ctx.facts.get("canary_started")):
+        return "nothing to switch back: traffic never left " + str(old)
+    apply_routing(ctx, old, None)
+    if ctx.facts.get("marker") and old:
+        write_markers(ctx, old, ctx.facts.get("previous_version"), ctx.version)
+    elif ctx.facts.get("marker"):  # a first rollout: back to no marker at all
+        for _, host in _pairs(ctx):
+            hosts.sh(host, ["rm", "-f", f"{ctx.settings.app_root}/{MARKER}"])
+    ctx.facts["switched_back"] = True
+    return f"switched back: {ROUTER} routes {routed_name(old) if old else 'nothing'} again"
+
+
+def stop_hint(s: Settings, color: str) -> str:
+    stack = color_stack(s, color)
+    return (
+        f"{color} keeps running; stop it with `invoke bluegreen.stop-idle --env {s.env}` "
+        f"(or `{' '.join(stack.cmd('down'))}` on each app host)"
+    )
+
+
+def where_traffic_goes(ctx: Context) -> str:
+    parts = []
+    for spec, host in _pairs(ctx) if ctx.state else []:
+        try:
+            parts.append(f"{spec.name} routes {routed_service(host) or 'no blue-green router'}")
+        except Exception:  # the report must not fail
+            parts.append(f"{spec.name} unknown")
+    ctx.facts["routing"] = parts
+    return "traffic: " + ", ".join(parts)
+
+
+# -- procedures ----------------------------------------------------------------------------------
+_PREPARE = (
+    read_active,
+    check_traefik,
+    compare_versions,
+    pull_images,
+    deploy_idle,
+    wait_idle_healthy,
+    prepare_traefik,
+    smoke_idle,
+)
+_FINISH = (update_marker, verify_switch, post_switch_analysis, notify_deployment)
+DEPLOY = (validate, *_PREPARE, switch_traffic, *_FINISH)
+SWITCH = (
+    confirm_change,
+    read_active,
+    check_traefik,
+    check_idle_ready,
+    prepare_traefik,
+    smoke_idle,
+    switch_traffic,
+    *_FINISH,
+)
+CANARY = (validate, *_PREPARE, canary, *_FINISH)
+CANARY_IDLE = (
+    confirm_change,
+    read_active,
+    check_traefik,
+    check_idle_ready,
+    prepare_traefik,
+    smoke_idle,
+    canary,
+    *_FINISH,
+)
+STOP_IDLE = (confirm_change, read_active, check_traefik, check_scale_down_delay, stop_idle)
+HOOKS = (switch_back, notify_failure)
+
+
+def run_procedure(steps, ctx: Context) -> Report:
+    """Run a blue-green procedure through the one runner: lock, audit, hooks, report."""
+    ctx.options.setdefault("skip_ci_check", True)  # the seed's 7.3 does not gate on CI
+    return run(steps, ctx, on_failure=HOOKS, describe_state=where_traffic_goes)
+
+
+# -- status (read only: no lock, no audit) -------------------------------------------------------
+def status(s: Settings) -> list[dict]:
+    """Per app host: the marker, what Traefik routes, and each color's version and health."""
+    rows = []
+    with hosts.session(s, s.app_hosts) as state:
+        for spec in s.app_hosts:
+            host = state.inventory.get_host(spec.name)
+            marker = hosts.read_file(host, f"{s.app_root}/{MARKER}")
+            since = (hosts.read_file(host, f"{s.app_root}/{SWITCHED_AT}") or "").split()
+            try:
+                routed = routed_service(host) or "no blue-green router"
+                if routed == "cerniq-canary":
+                    doc = _service_doc(host, "cerniq-canary") or {}
+                    weights = (doc.get("weighted") or {}).get("services") or []
+                    routed += " (" + ", ".join(f"{w['name']} {w['weight']}%" for w in weights) + ")"
+            except StepFailed as exc:
+                routed = f"Traefik down: {exc}"
+            colors = {}
+            for color in COLORS:
+                version, h = color_version(s, host, spec, color)
+                colors[color] = {
+                    "version": version,
+                    "healthy": h.ok,
+                    "detail": h.detail,
+                    "port": color_port(s, color),
+                }
+            rows.append(
+                {
+                    "host": spec.name,
+                    "active": (marker or "").strip() or None,
+                    "switched_at": since[1] if len(since) > 1 else None,
+                    "traefik_routes": routed,
+                    "colors": colors,
+                }
+            )
+    return rows
+
+
+# -- `make demo`: a blue-green rollout of a new version under live traffic -----------------------
+def demo(s: Settings, versions: tuple[str, str], say: Callable[[str], None]) -> str:
+    """Blue-green rollout under keep-alive load through every app host; returns a summary.
+
+    A first rollout (--initial) puts VERSIONS[0] on blue when the environment has no marker;
+    then the other version of the two goes to the idle color while the load runs.
+    """
+    from testbed.load import Load
+
+    def ctx(name: str, version: str | None, **options) -> Context:
+        options.setdefault("confirm", s.confirm_phrase)
+        options.setdefault("analysis_seconds", 3)
+        return Context(s, name, version=version, options=options, progress=say)
+
+    status_now = status(s)
+    if all(row["active"] is None for row in status_now):
+        run_procedure(DEPLOY, ctx("bluegreen.deploy", versions[0], initial=True))
+        status_now = status(s)
+    active = status_now[0]["active"]
+    current = status_now[0]["colors"][active]["version"]
+    target = versions[1] if current != versions[1] else versions[0]
+    urls = [f"http://{h.address}:{s.health_port}" for h in s.app_hosts]
+    with Load(urls, workers=4) as load:
+        load.wait_for_requests(200)
+        run_procedure(DEPLOY, ctx("bluegreen.deploy", target))
+        load.wait_for_requests(load.result.total + 200)
+    r = load.result
+    return (
+        f"blue-green rollout {current} -> {target} on {s.env} under load: {r.total} requests, "
+        f"{r.failed} failed; served {dict(r.versions)}"
+    )
