@@ -203,16 +203,32 @@ def router_service(dynamic_config: Mapping[str, Any] | None, router: str) -> str
     return str(doc["service"]) if isinstance(doc, dict) and doc.get("service") else None
 
 
+def primary_service(name: str | None, services: Mapping[str, Any] | None) -> str:
+    """The service a router really sends to: a failover service's primary, else NAME itself.
+
+    (Blue-green routes through `cerniq-<active>-first`: the active color, falling over to the
+    other only while the active one has no healthy server.) SERVICES: {name: definition}.
+    """
+    bare = _bare(name)
+    doc = (services or {}).get(bare) or (services or {}).get(name or "") or {}
+    failover = doc.get("failover") if isinstance(doc, dict) else None
+    if isinstance(failover, dict) and failover.get("service"):
+        return _bare(str(failover["service"]))
+    return bare
+
+
 def active_color_problems(
     active: str | None,
     config_path: str,
     dynamic_config: Mapping[str, Any] | None,
     api_router: Mapping[str, Any] | None,
+    api_service: Mapping[str, Any] | None = None,
     router: str = BLUEGREEN_ROUTER,
 ) -> list[str]:
     """The dynamic config and Traefik's API both route ROUTER to the active color's service.
 
-    API_ROUTER is Traefik's `/api/http/routers/<router>@file` document (None: not found).
+    API_ROUTER is Traefik's `/api/http/routers/<router>@file` document (None: not found) and
+    API_SERVICE the document of the service it names (to see through a failover service).
     """
     if active not in COLORS:
         return [f"active color unknown (active-env says {active!r})"]
@@ -222,17 +238,19 @@ def active_color_problems(
         problems.append(f"{config_path} is missing or not valid YAML")
     else:
         configured = router_service(dynamic_config, router)
+        services = (dynamic_config.get("http") or {}).get("services") or {}
         if configured is None:
             problems.append(f"{config_path} has no router {router}")
-        elif _bare(configured) != want:
+        elif primary_service(configured, services) != want:
             problems.append(
-                f"{config_path} routes {router} to {configured}, but active-env says {active}"
-                f" (expected {want})"
+                f"{config_path} routes {router} to {primary_service(configured, services)}, "
+                f"but active-env says {active} (expected {want})"
             )
     if api_router is None:
         problems.append(f"Traefik's API has no router {router}@file")
     else:
-        served = _bare(str(api_router.get("service")))
+        named = str(api_router.get("service"))
+        served = primary_service(named, {_bare(named): api_service} if api_service else None)
         if served != want:
             problems.append(
                 f"Traefik's API routes {router}@file to {served}, but active-env says {active}"

@@ -115,7 +115,11 @@ def test_active_color(host, settings, detail):
     color = ac.marker_value(contents[marker])
     config = load_yaml(contents[config_path])
     api_router = traefik_api(host, f"http/routers/{ac.BLUEGREEN_ROUTER}@file")
-    problems = ac.active_color_problems(color, config_path, config, api_router)
+    api_service = None
+    if api_router and api_router.get("service"):
+        named = str(api_router["service"]).split("@", 1)[0]
+        api_service = traefik_api(host, f"http/services/{named}@file")
+    problems = ac.active_color_problems(color, config_path, config, api_router, api_service)
     problems_or_pass(
         problems, detail, f"{ac.BLUEGREEN_ROUTER} -> cerniq-{color} in {config_path} and the API"
     )

@@ -187,6 +187,22 @@ def test_active_color_agreeing():
     )
 
 
+def test_active_color_through_a_failover_service():
+    config = dynamic("cerniq-blue-first")
+    config["http"]["services"] = {
+        "cerniq-blue-first": {"failover": {"service": "cerniq-blue", "fallback": "cerniq-green"}}
+    }
+    api = {"service": "cerniq-blue-first", "status": "enabled"}
+    api_service = {"failover": {"service": "cerniq-blue", "fallback": "cerniq-green"}}
+    assert ac.active_color_problems("blue", PATH, config, api, api_service) == []
+    assert ac.active_color_problems("green", PATH, config, api, api_service) == [
+        f"{PATH} routes cerniq-app to cerniq-blue, but active-env says green"
+        " (expected cerniq-green)",
+        "Traefik's API routes cerniq-app@file to cerniq-blue, but active-env says green",
+    ]
+    assert ac.primary_service("cerniq-green@file", None) == "cerniq-green"
+
+
 def test_active_color_config_pointing_at_the_idle_color():
     api = {"service": "cerniq-green", "status": "enabled"}
     assert ac.active_color_problems("blue", PATH, dynamic("cerniq-green"), api) == [
