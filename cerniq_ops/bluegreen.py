@@ -951,8 +951,9 @@ def status(s: Settings) -> list[dict]:
 def demo(s: Settings, versions: tuple[str, str], say: Callable[[str], None]) -> str:
     """Blue-green rollout under keep-alive load through every app host; returns a summary.
 
-    A first rollout (--initial) puts VERSIONS[0] on blue when the environment has no marker;
-    then the other version of the two goes to the idle color while the load runs.
+    A first rollout (--initial) puts what the environment serves now (or VERSIONS[0]) on blue
+    when it has no marker; then the other version of the two goes to the idle color while the
+    load runs. Call: `say(bluegreen.demo(settings.load("production"), ("v1.0.0", "v1.1.0"), say))`
     """
     from testbed.load import Load
 
@@ -963,7 +964,9 @@ def demo(s: Settings, versions: tuple[str, str], say: Callable[[str], None]) -> 
 
     status_now = status(s)
     if all(row["active"] is None for row in status_now):
-        run_procedure(DEPLOY, ctx("bluegreen.deploy", versions[0], initial=True))
+        serving = health(s.public_url).version  # what a rolling deploy may already serve
+        first = serving if serving in versions else versions[0]
+        run_procedure(DEPLOY, ctx("bluegreen.deploy", first, initial=True))
         status_now = status(s)
     active = status_now[0]["active"]
     current = status_now[0]["colors"][active]["version"]
