@@ -68,6 +68,23 @@ def validate_rollback(ctx: Context) -> str:
     return require(CONFIRM_PHRASE, ctx.options.get("confirm"), f"ROLLBACK of {s.env}")
 
 
+def _check_published(ctx: Context) -> None:
+    """Only a release tag that is in the registry, for every service, is a rollback target."""
+    s = ctx.settings
+    validate_version(ctx.version)
+    registry = deploy.registry_for(s)
+    missing = [
+        svc
+        for svc in s.services
+        if not registry.has_manifest(f"{s.image_prefix}/{svc}", ctx.version)
+    ]
+    if missing:
+        raise BadInput(
+            f"version {ctx.version} is not in the registry "
+            f"({', '.join(missing)} missing); nothing was changed"
+        )
+
+
 @step()
 def resolve_target(ctx: Context) -> str:
     s = ctx.settings
@@ -78,7 +95,7 @@ def resolve_target(ctx: Context) -> str:
         if not previous:
             raise BadInput(f"{s.env} has no previous version recorded; use --to vA.B.C")
         ctx.version = previous
-        validate_rollback(ctx)  # the registry check, now that the target is known
+        _check_published(ctx)
     if ctx.version == current:
         raise BadInput(f"{s.env} already runs {current}: nothing to roll back")
     return f"{current or 'unknown'} -> {ctx.version}"

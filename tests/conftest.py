@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests that need the testbed get it from the `testbed` fixture (one per run).
+"""Shared fixtures. Tests that need the testbed get it from the `testbed` fixture (one per module).
 
 The tests' testbed has its own name prefix, subnet and folder, so it never touches a testbed a
 developer has up (`invoke testbed.up`). Override with CERNIQ_TEST_TESTBED_* if these collide.
@@ -17,9 +17,10 @@ TEST_NET = os.environ.get("CERNIQ_TEST_TESTBED_NET", "10.78.0")
 TEST_DIR = Path(os.environ.get("CERNIQ_TEST_TESTBED_DIR", PROJECT / ".testbed-test"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def testbed():
-    """The testbed, up for the whole run and down (with nothing left behind) at its end."""
+    """A fresh testbed for each test module (modules never see each other's leftovers), taken
+    down at the module's end with nothing left behind."""
     from testbed.lifecycle import TestbedManager, read_env_file
     from testbed.plan import Testbed
 
@@ -37,12 +38,12 @@ def testbed():
         assert not left, f"testbed down left behind: {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ssh_config(testbed) -> str:
     return str(testbed.tb.ssh_config)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def testinfra_host(ssh_config):
     """testinfra_host('prod-app1') -> a testinfra Host over SSH (ControlPath keeps it fast)."""
     import testinfra
