@@ -27,7 +27,6 @@ Traefik file is never truncated in place; the seed's "Restore Traefik config" TO
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 
 import requests
 
-from cerniq_ops import compose, hosts, rollout, traefik
+from cerniq_ops import compose, hosts, metrics, rollout, traefik
 from cerniq_ops.audit import now_utc
 from cerniq_ops.clients.http import Health, health, wait_healthy
 from cerniq_ops.compose import Stack
@@ -240,50 +239,12 @@ def canary_steps(spec: str | list[int] | tuple[int, ...]) -> list[int]:
     return weights if weights[-1] == 100 else [*weights, 100]
 
 
-@dataclass(frozen=True)
-class Traffic:
-    """What Traefik counted for one service: requests, 5xx answers, total seconds spent."""
-
-    requests: float = 0.0
-    errors: float = 0.0
-    seconds: float = 0.0
-
-    def __add__(self, o: Traffic) -> Traffic:
-        return Traffic(self.requests + o.requests, self.errors + o.errors, self.seconds + o.seconds)
-
-    def __sub__(self, o: Traffic) -> Traffic:
-        return Traffic(self.requests - o.requests, self.errors - o.errors, self.seconds - o.seconds)
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    @property
-    def latency(self) -> float | None:
-        return self.seconds / self.requests if self.requests else None
-
-
-_SAMPLE = re.compile(r"^(traefik_service_\w+)\{([^}]*)\}\s+(\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+Traffic = metrics.Window  # requests, 5xx errors, seconds spent: Traefik's counters
 
 
 def service_traffic(prometheus_text: str) -> dict[str, Traffic]:
     """{`cerniq-green@file`: Traffic} from Traefik's Prometheus text (service metrics)."""
-    found: dict[str, Traffic] = {}
-    for line in prometheus_text.splitlines():
-        m = _SAMPLE.match(line.strip())
-        if not m:
-            continue
-        name, labels, value = m.group(1), dict(_LABEL.findall(m.group(2))), float(m.group(3))
-        service, code = labels.get("service", ""), labels.get("code", "")
-        if name == "traefik_service_requests_total":
-            add = Traffic(value, value if code.startswith("5") else 0.0)
-        elif name == "traefik_service_request_duration_seconds_sum":
-            add = Traffic(seconds=value)
-        else:
-            continue
-        found[service] = found.get(service, Traffic()) + add
-    return found
+    return metrics.by_service(metrics.parse(prometheus_text))
 
 
 @dataclass(frozen=True)
@@ -313,7 +274,7 @@ def analyse(
     parts = [f"{new.requests:.0f} requests, {rate:.1%} errors"]
     if rate > max_error_rate:
         return Verdict(False, f"{parts[0]} (limit {max_error_rate:.0%})")
-    latency, baseline = new.latency or 0.0, old.latency if old else None
+    latency, baseline = new.mean_latency or 0.0, old.mean_latency if old else None
     parts.append(f"mean {latency * 1000:.1f} ms")
     if baseline:
         parts.append(f"old {baseline * 1000:.1f} ms")
@@ -981,3 +942,44 @@ def demo(s: Settings, versions: tuple[str, str], say: Callable[[str], None]) -> 
         f"blue-green rollout {current} -> {target} on {s.env} under load: {r.total} requests, "
         f"{r.failed} failed; served {dict(r.versions)}"
     )
+
+
+# -- used by `invoke rollback` -------------------------------------------------------------------
+def rollback_path(ctx: Context) -> str | None:
+    """How `invoke rollback` reaches its target (ctx.version) on a blue-green environment: switch
+    back to the idle color when it still runs the target and is healthy (the fast path), else
+    deploy the target to the idle color and switch. None when the environment is not blue-green.
+    Runs inside rollback's own run (its lock, audit and failure hooks)."""
+    s, target = ctx.settings, ctx.version
+    if not any(hosts.read_file(host, f"{s.app_root}/{MARKER}") for _, host in _pairs(ctx)):
+        return None
+    read_active(ctx)
+    check_traefik(ctx)
+    idle = ctx.facts["idle"]
+    running = [color_version(s, host, spec, idle) for spec, host in _pairs(ctx)]
+    if all(version == target and h.ok for version, h in running):
+        steps = (
+            check_idle_ready,
+            prepare_traefik,
+            smoke_idle,
+            switch_traffic,
+            update_marker,
+            verify_switch,
+        )
+        how = f"switched back to {idle}, which still runs {target}"
+    else:
+        ctx.facts["previous_version"] = ctx.facts.get("from_version")
+        steps = (
+            pull_images,
+            deploy_idle,
+            wait_idle_healthy,
+            prepare_traefik,
+            smoke_idle,
+            switch_traffic,
+            update_marker,
+            verify_switch,
+        )
+        how = f"deployed {target} to {idle} and switched to it"
+    for each in steps:
+        ctx.note(f"{each.__name__}: {each(ctx) or 'ok'}")
+    return how

@@ -117,6 +117,12 @@ def validate(ctx: Context) -> str:
 @step()
 def pre_deployment_checks(ctx: Context) -> str:
     s, notes = ctx.settings, []
+    marker = hosts.read_file(ctx.primary, f"{s.app_root}/active-env")
+    if marker is not None:
+        raise BadInput(
+            f"{s.env} runs blue-green (active-env: {marker.strip()}): a rolling deploy would "
+            f"update a stack that gets no traffic; use `invoke bluegreen.deploy --env {s.env}`"
+        )
     if ctx.options.get("skip_ci_check"):
         notes.append(f"CI check SKIPPED ({ctx.options.get('reason') or 'no reason given'})")
     else:

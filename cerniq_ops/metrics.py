@@ -55,9 +55,9 @@ def total(samples: Samples, name: str, **match: str) -> float:
 class Window:
     """Traffic between two scrapes."""
 
-    requests: float
-    errors: float  # 5xx answers
-    latency_sum: float
+    requests: float = 0.0
+    errors: float = 0.0  # 5xx answers
+    latency_sum: float = 0.0  # seconds spent answering them, in all
 
     @property
     def error_rate(self) -> float:
@@ -73,6 +73,29 @@ class Window:
             self.errors + other.errors,
             self.latency_sum + other.latency_sum,
         )
+
+    def __sub__(self, other: Window) -> Window:
+        return Window(
+            self.requests - other.requests,
+            self.errors - other.errors,
+            self.latency_sum - other.latency_sum,
+        )
+
+
+def by_service(samples: Samples) -> dict[str, Window]:
+    """{`cerniq-green@file`: its counters since Traefik started} from its service metrics."""
+    found: dict[str, Window] = {}
+    for name, labels, value in samples:
+        code = labels.get("code", "")
+        if name == "traefik_service_requests_total":
+            add = Window(value, value if code.startswith("5") else 0.0)
+        elif name == "traefik_service_request_duration_seconds_sum":
+            add = Window(latency_sum=value)
+        else:
+            continue
+        service = labels.get("service", "")
+        found[service] = found.get(service, Window()) + add
+    return found
 
 
 def window(

@@ -180,29 +180,18 @@ def _applied_after(s, schema: int) -> list[str]:
 
 @step()
 def redeploy_target(ctx: Context) -> str:
-    """Fast path: a blue-green environment whose idle color runs the target switches back.
-    Otherwise the target version is deployed with the zero-downtime rolling replace."""
-    fast = _bluegreen_fast_path(ctx)
-    if fast:
-        return fast
-    pulled = deploy.pull_images(ctx)
-    rolled = deploy.rolling_update(ctx)
-    _record(ctx, f"redeployed {ctx.version}")
-    return f"{pulled}; {rolled}"
+    """A blue-green environment switches back to the idle color when it still runs the target
+    (fast path) or gets the target on the idle color; otherwise the target is deployed with the
+    zero-downtime rolling replace of `invoke deploy`."""
+    from cerniq_ops import bluegreen
 
-
-def _bluegreen_fast_path(ctx: Context) -> str | None:
-    try:
-        from cerniq_ops import bluegreen
-    except ImportError:
-        return None
-    switch_back = getattr(bluegreen, "rollback_fast_path", None)
-    if switch_back is None:
-        return None
-    result = switch_back(ctx)
-    if result:
-        _record(ctx, result)
-    return result
+    if ctx.dry_run:
+        return f"would bring {ctx.version} back (blue-green switch or rolling replace)"
+    how = bluegreen.rollback_path(ctx)
+    if how is None:
+        how = f"{deploy.pull_images(ctx)}; {deploy.rolling_update(ctx)}"
+    _record(ctx, how)
+    return how
 
 
 @step()

@@ -1,8 +1,8 @@
-"""`invoke demo`: the main job on the local testbed, end to end."""
+"""`invoke demo`: the main job on the local testbed, end to end, from a fresh testbed."""
 
 from invoke import task
 
-from cerniq_ops import settings, survey
+from cerniq_ops import bluegreen, settings, survey
 from cerniq_ops.deploy import deploy
 from cerniq_ops.output import say
 from cerniq_ops.procedure import Context
@@ -19,11 +19,13 @@ DEMO_OPTIONS = {
 @task
 @cli
 def demo(c):
-    """Testbed up, two versions published, deploy v1.0.0, then v1.1.0 under live traffic."""
+    """Fresh testbed; deploy v1.0.0, then v1.1.0 under live traffic (rolling, production) and
+    a blue-green rollout under live traffic (staging)."""
     from testbed import images
     from testbed.load import Load
 
     manager = _manager()
+    manager.down(quiet=True)  # every demo starts from the same clean state
     manager.up()
     for version in ("v1.0.0", "v1.1.0"):
         images.publish_app(manager.registry(), "cerniq", version)
@@ -41,10 +43,13 @@ def demo(c):
         load.wait_for_requests(200)
         deploy(Context(prod, "deploy", version="v1.1.0", options={**DEMO_OPTIONS, "batch": "1"}))
         load.wait_for_requests(load.result.total + 200)
-    result = load.stop()
+    rolling = load.stop()
+    say("")
+    blue_green = bluegreen.demo(settings.load("staging"), ("v1.0.0", "v1.1.0"), say)
     say("")
     say(
-        f"live traffic during the v1.0.0 -> v1.1.0 rolling deploy: {result.total} requests, "
-        f"{result.failed} failed; versions served: {dict(result.versions)}"
+        f"rolling deploy v1.0.0 -> v1.1.0 on production under load: {rolling.total} requests, "
+        f"{rolling.failed} failed; served {dict(rolling.versions)}"
     )
-    say(f"production is at {prod.public_url} (and {', '.join(urls[1:])})")
+    say(blue_green)
+    say(f"production: {', '.join(urls)}; staging: {settings.load('staging').public_url}")

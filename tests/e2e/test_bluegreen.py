@@ -290,6 +290,37 @@ def test_dry_run_and_bad_input_change_nothing(first_rollout, testinfra_host):
     assert state(testinfra_host) == before
 
 
+def test_rollback_switches_back_to_the_idle_color_under_load(first_rollout, testinfra_host):
+    """`invoke rollback` on a blue-green environment: the idle color still runs the previous
+    version, so the rollback is a switch back (no redeploy), with an incident record."""
+    active = testinfra_host("prod-app1").file("/opt/cerniq/active-env").content_string.strip()
+    before = testinfra_host("prod-app1").file("/opt/cerniq/current-version").content_string.strip()
+    target = "v1.1.0" if before != "v1.1.0" else "v1.0.0"
+    deployed = bluegreen("deploy", "--version", target, *CONFIRM, *QUICK)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    with Load(app_urls(), workers=4) as load:
+        load.wait_for_requests(200)
+        r = invoke("rollback", "--env", "production", "--previous", "--confirm", "ROLLBACK")
+        load.wait_for_requests(load.result.total + 200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"switched back to {active}, which still runs {before}" in r.stdout
+    assert load.result.failed == 0, load.result.failures[:5]
+    for name in APP_HOSTS:
+        host = testinfra_host(name)
+        assert host.file("/opt/cerniq/active-env").content_string.strip() == active
+        assert host.file("/opt/cerniq/current-version").content_string.strip() == before
+    incidents = testinfra_host("prod-app1").check_output("cat /opt/cerniq/incidents/INC-*.json")
+    assert '"status": "completed"' in incidents and f'"to_version": "{before}"' in incidents
+
+
+def test_rolling_deploy_is_refused_on_a_blue_green_environment(first_rollout, testinfra_host):
+    before = state(testinfra_host)
+    r = invoke("deploy", "--env", "production", "--version", "v1.1.0", "--skip-ci-check", *CONFIRM)
+    assert r.returncode == 2
+    assert "runs blue-green (active-env: " in r.stderr and "invoke bluegreen.deploy" in r.stderr
+    assert state(testinfra_host) == before
+
+
 def test_stop_idle_waits_for_the_scale_down_delay_then_stops_only_the_idle_color(
     first_rollout, testinfra_host
 ):
