@@ -299,9 +299,11 @@ def decide(
     baseline_ms: float | None,
     error_rate_limit: float,
     latency_factor: float,
+    latency_floor_ms: float = 0.0,
 ) -> Decision:
     """Pure: the seed's matrix. Health down = immediate; error rate > 5% or latency > 3x the
-    baseline = considered; some errors or a slower service (< 50% degradation) = optional."""
+    baseline = considered; some errors or a slower service (< 50% degradation) = optional.
+    Mean latencies under LATENCY_FLOOR_MS are never compared (noise on a quiet service)."""
     latency_ms = window.mean_latency * 1000 if window.mean_latency is not None else None
     figures = {
         "healthy": healthy,
@@ -311,7 +313,9 @@ def decide(
         "latency_ms": round(latency_ms, 3) if latency_ms is not None else None,
         "baseline_ms": baseline_ms,
     }
-    ratio = latency_ms / baseline_ms if latency_ms is not None and baseline_ms else None
+    ratio = None
+    if latency_ms is not None and baseline_ms and latency_ms >= latency_floor_ms:
+        ratio = latency_ms / baseline_ms  # below the floor, a ratio of tiny means is noise
     figures["latency_ratio"] = round(ratio, 2) if ratio is not None else None
     if not healthy:
         return Decision("immediate", "service completely down (health check fails)", figures)
@@ -349,6 +353,7 @@ def check(ctx: Context, window_seconds: float) -> Decision:
         baseline_ms=baseline,
         error_rate_limit=s.rollback_error_rate,
         latency_factor=s.rollback_latency_factor,
+        latency_floor_ms=s.rollback_latency_floor * 1000,
     )
     ctx.facts["decision"] = decision
     return decision

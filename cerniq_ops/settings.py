@@ -76,6 +76,7 @@ class Settings:
     migration_statement_timeout: str
     rollback_error_rate: float
     rollback_latency_factor: float
+    rollback_latency_floor: float
     slack_webhook_env: str
     github_repo: str
     github_api: str

@@ -47,6 +47,7 @@ migration_statement_timeout = "15min"
 # Rollback thresholds (seed 9.1)
 rollback_error_rate = 0.05
 rollback_latency_factor = 3.0
+rollback_latency_floor = 0.05  # s: mean latencies below this are noise, never a trigger
 
 # Notifications and CI (seed 7.2): secrets come from the environment
 slack_webhook_env = "CERNIQ_SLACK_WEBHOOK"

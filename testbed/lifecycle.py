@@ -237,7 +237,8 @@ class TestbedManager:
             (hd / "hosts").write_text(plan.hosts_file(tb, host))
             (hd / "resolv.conf").write_text("nameserver 127.0.0.1\n")
             (hd / "sshd_config").write_text(plan.sshd_config(tb, host))
-            key = hd / "ssh_host_ed25519_key"
+            key = tb.host_key(host)
+            key.parent.mkdir(exist_ok=True)
             if not key.exists():
                 _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
             if host.role == "registry":
@@ -310,7 +311,7 @@ class TestbedManager:
     def _write_known_hosts(self) -> None:
         lines = []
         for host in self.tb.hosts:
-            pub = (self.tb.host_dir(host) / "ssh_host_ed25519_key.pub").read_text().split()
+            pub = Path(f"{self.tb.host_key(host)}.pub").read_text().split()
             lines.append(f"{host.name},{host.ip} {pub[0]} {pub[1]}")
         (self.tb.ssh_dir / "known_hosts").write_text("\n".join(lines) + "\n")
 

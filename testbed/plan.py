@@ -95,6 +95,10 @@ class Testbed:
     def ssh_dir(self) -> Path:
         return self.dir / "ssh"
 
+    def host_key(self, host: TestbedHost) -> Path:
+        """The host's SSH key: kept across down/up, so clients never see a changed host key."""
+        return self.ssh_dir / "host-keys" / f"{host.name}_ed25519"
+
     @property
     def ssh_config(self) -> Path:
         return self.ssh_dir / "config"
@@ -136,7 +140,7 @@ def sshd_config(tb: Testbed, host: TestbedHost) -> str:
         [
             f"ListenAddress {host.ip}",
             "Port 22",
-            f"HostKey {tb.host_dir(host) / 'ssh_host_ed25519_key'}",
+            f"HostKey {tb.host_key(host)}",
             "PidFile /run/sshd.pid",
             f"AuthorizedKeysFile {tb.ssh_dir / 'authorized_keys'}",
             "PermitRootLogin prohibit-password",

@@ -70,3 +70,24 @@ def test_decision_matrix(healthy, window, baseline, category, rule):
     )
     assert decision.category == category
     assert decision.rule.startswith(rule)
+
+
+def test_latency_below_the_floor_is_noise_not_a_trigger():
+    decision = decide(
+        healthy=True,
+        window=w(100, 0, 4),
+        baseline_ms=1.0,
+        error_rate_limit=0.05,
+        latency_factor=3.0,
+        latency_floor_ms=50,
+    )
+    assert decision.category == "none"
+    slow = decide(
+        healthy=True,
+        window=w(100, 0, 400),
+        baseline_ms=100.0,
+        error_rate_limit=0.05,
+        latency_factor=3.0,
+        latency_floor_ms=50,
+    )
+    assert slow.category == "considered"
