@@ -71,6 +71,19 @@ def registry_for(s: Settings) -> Registry:
     return Registry(s.registry, scheme=s.registry_scheme)
 
 
+def require_published(s: Settings, version: str) -> None:
+    """Every service's image of VERSION is in the registry; BadInput naming what is missing."""
+    registry = registry_for(s)
+    missing = [
+        svc for svc in s.services if not registry.has_manifest(f"{s.image_prefix}/{svc}", version)
+    ]
+    if missing:
+        raise BadInput(
+            f"version {version} is not published in {s.registry} "
+            f"({', '.join(missing)} missing); nothing was changed"
+        )
+
+
 def newest_version(s: Settings) -> str:
     tags = [t for t in registry_for(s).tags(f"{s.image_prefix}/api") if _is_release(t)]
     if not tags:
@@ -95,16 +108,7 @@ def validate(ctx: Context) -> str:
         validate_version(ctx.version)
     else:
         ctx.version = newest_version(s)
-    registry = registry_for(s)
-    missing = [
-        svc
-        for svc in s.services
-        if not registry.has_manifest(f"{s.image_prefix}/{svc}", ctx.version)
-    ]
-    if missing:
-        raise BadInput(
-            f"version {ctx.version} is not published for {', '.join(missing)} in {s.registry}"
-        )
+    require_published(s, ctx.version)
     s.require_secret("db_password_env")
     if not ctx.options.get("skip_ci_check"):
         s.require_secret("github_token_env")

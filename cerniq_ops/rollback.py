@@ -49,18 +49,7 @@ def validate_rollback(ctx: Context) -> str:
     if ctx.options.get("previous") == bool(ctx.version):
         raise BadInput("say where to roll back to: --to vA.B.C or --previous (one of them)")
     if ctx.version:
-        validate_version(ctx.version)
-        registry = deploy.registry_for(s)
-        missing = [
-            svc
-            for svc in s.services
-            if not registry.has_manifest(f"{s.image_prefix}/{svc}", ctx.version)
-        ]
-        if missing:
-            raise BadInput(
-                f"version {ctx.version} is not in the registry "
-                f"({', '.join(missing)} missing); nothing was changed"
-            )
+        _check_published(ctx)
     s.require_secret("db_password_env")
     incident.severity(ctx.options.get("severity", "P2"))
     if ctx.dry_run:
@@ -69,20 +58,9 @@ def validate_rollback(ctx: Context) -> str:
 
 
 def _check_published(ctx: Context) -> None:
-    """Only a release tag that is in the registry, for every service, is a rollback target."""
-    s = ctx.settings
+    """Only a release tag published in the registry, for every service, is a rollback target."""
     validate_version(ctx.version)
-    registry = deploy.registry_for(s)
-    missing = [
-        svc
-        for svc in s.services
-        if not registry.has_manifest(f"{s.image_prefix}/{svc}", ctx.version)
-    ]
-    if missing:
-        raise BadInput(
-            f"version {ctx.version} is not in the registry "
-            f"({', '.join(missing)} missing); nothing was changed"
-        )
+    deploy.require_published(ctx.settings, ctx.version)
 
 
 @step()

@@ -76,10 +76,8 @@ def test_unknown_version_is_refused_before_any_change(released, testinfra_host):
     before = testinfra_host("staging-app1").check_output("ls /opt/cerniq/incidents | wc -l")
     r = invoke("rollback", "--env", "staging", "--to", "v0.9.9", "--confirm", "ROLLBACK")
     assert r.returncode == 2
-    assert r.stderr.strip() == (
-        "error: version v0.9.9 is not in the registry (api, web, workers missing); "
-        "nothing was changed"
-    )
+    assert r.stderr.startswith("error: version v0.9.9 is not published in ")
+    assert r.stderr.strip().endswith("(api, web, workers missing); nothing was changed")
     r = invoke("rollback", "--env", "staging", "--to", "v1.0.0; rm -rf /", "--confirm", "ROLLBACK")
     assert r.returncode == 2 and "invalid version" in r.stderr
     r = invoke("rollback", "--env", "staging", "--to", "v2.0.0")
