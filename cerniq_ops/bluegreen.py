@@ -46,7 +46,9 @@ from cerniq_ops.deploy import (
     notify_failure,
     pull_images,
     run_smoke,
+    smoke_tail,
     validate,
+    verify_public,
 )
 from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.procedure import Context, Report, run, step
@@ -552,9 +554,9 @@ def smoke_idle(ctx: Context) -> str:
         )
     for spec, result in zip(s.app_hosts, list(results), strict=True):
         if result.returncode != 0:
-            tail = (result.stdout.strip().splitlines() or ["no output"])[-1]
             raise StepFailed(
-                f"smoke tests failed against {idle} on {spec.name}: {tail}; aborting the switch, "
+                f"smoke tests failed against {idle} on {spec.name}: {smoke_tail(result)}; "
+                "aborting the switch, "
                 f"traffic stays on {ctx.facts['active'] or 'what served it'}; {stop_hint(s, idle)}"
             )
     return f"passed against {idle} on {len(s.app_hosts)} host(s)"
@@ -649,16 +651,7 @@ def verify_switch(ctx: Context) -> str:
         return "skipped: nothing changed"
     if ctx.dry_run:
         return f"would check {s.public_url}/health and run the smoke suite"
-    ok, last, attempts = wait_healthy(
-        s.public_url, s.health_retries, s.health_interval, ctx.version
-    )
-    if not ok:
-        raise StepFailed(f"{s.public_url} is not healthy after the switch: {last.detail}")
-    smoke = run_smoke(s.public_url, ctx.version)
-    if smoke.returncode != 0:
-        tail = (smoke.stdout.strip().splitlines() or ["no output"])[-1]
-        raise StepFailed(f"smoke tests failed against {s.public_url}: {tail}")
-    return f"{s.public_url} healthy on {ctx.version} (attempt {attempts}); smoke tests passed"
+    return verify_public(s, ctx.version)
 
 
 @step(audited=False)

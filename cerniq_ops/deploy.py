@@ -306,16 +306,24 @@ def post_deployment_verification(ctx: Context) -> str:
     if ctx.dry_run:
         return f"would check {s.public_url}/health ({s.health_retries} x {s.health_interval}s)"
     ctx.facts["metrics_before"] = _scrape_all(ctx)
-    ok, last, attempts = wait_healthy(
-        s.public_url, s.health_retries, s.health_interval, ctx.version
-    )
+    return verify_public(s, ctx.version)
+
+
+def verify_public(s: Settings, version: str) -> str:
+    """The seed's check after a change: the public URL reports VERSION healthy (with retries),
+    then the smoke suite passes against it. StepFailed otherwise."""
+    ok, last, attempts = wait_healthy(s.public_url, s.health_retries, s.health_interval, version)
     if not ok:
         raise StepFailed(f"health check failed after {attempts} attempt(s): {last.detail}")
-    smoke = run_smoke(s.public_url, ctx.version)
+    smoke = run_smoke(s.public_url, version)
     if smoke.returncode != 0:
-        tail = (smoke.stdout.strip().splitlines() or ["no output"])[-1]
-        raise StepFailed(f"smoke tests failed against {s.public_url}: {tail}")
-    return f"health ok on {ctx.version} (attempt {attempts}); smoke tests passed"
+        raise StepFailed(f"smoke tests failed against {s.public_url}: {smoke_tail(smoke)}")
+    return f"{s.public_url} healthy on {version} (attempt {attempts}); smoke tests passed"
+
+
+def smoke_tail(result: subprocess.CompletedProcess) -> str:
+    """The summary line of a smoke run (pytest's last line)."""
+    return (result.stdout.strip().splitlines() or ["no output"])[-1]
 
 
 def run_smoke(
