@@ -335,21 +335,22 @@ def disk_problems(disks: Sequence[Disk], warn_percent: int) -> list[str]:
 
 # -- deploy lock -----------------------------------------------------------------------------
 def lock_problem(path: str, text: str | None, now: datetime, max_age_minutes: float) -> str | None:
-    """A lock older than MAX_AGE_MINUTES (a run died holding it), or one no one can read."""
+    """A lock whose holder showed no life for MAX_AGE_MINUTES (a run died holding it: a
+    working run refreshes it), or one no one can read."""
     if text is None:
         return None
     try:
         record = json.loads(text)
-        since = parse_time(record["since"])
+        alive = parse_time(record.get("refreshed") or record["since"])
     except (ValueError, KeyError, TypeError):
         return f"{path} is unreadable: {text.strip()[:60]!r}"
-    age = (now - since).total_seconds()
+    age = (now - alive).total_seconds()
     if age > max_age_minutes * 60:
         who = record.get("holder", "unknown")
         what = f"{record.get('procedure', '?')} {record.get('version') or ''}".strip()
         return (
             f"{path} is stale: held by {who} for {what} since {record['since']} "
-            f"({describe_age(age)} ago, limit {max_age_minutes:g} min); "
+            f"(last sign of life {describe_age(age)} ago, limit {max_age_minutes:g} min); "
             "if no run is active, `invoke lock.release`"
         )
     return None

@@ -104,6 +104,7 @@ def _is_release(tag: str) -> bool:
 def validate(ctx: Context) -> str:
     """Environment and version valid, images published, secrets present, production confirmed."""
     s = ctx.settings
+    batches(s.app_hosts, ctx.options.get("batch"))  # a bad --batch is refused before anything
     if ctx.version is not None:
         validate_version(ctx.version)
     else:

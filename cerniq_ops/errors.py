@@ -29,3 +29,9 @@ class TestbedError(CerniqError):
     """The local testbed could not be built, reached or removed."""
 
     exit_code = 1
+
+
+class Interrupted(CerniqError):
+    """The user pressed Ctrl-C; the safety hooks ran."""
+
+    exit_code = 130

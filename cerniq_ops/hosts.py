@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from paramiko import SSHException
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.deploy import add_deploy
@@ -107,13 +108,36 @@ def sh(
     With check=True a non-zero exit is a StepFailed naming the host and the command.
     """
     text = command if isinstance(command, str) else shlex.join(command)
-    ok, out = host.run_shell_command(StringCommand(text), _timeout=timeout)
+    reconnect(host)
+    try:
+        ok, out = host.run_shell_command(StringCommand(text), _timeout=timeout)
+    except TimeoutError:
+        raise StepFailed(f"{host.name}: `{text[:120]}` did not finish within {timeout}s") from None
+    except (OSError, EOFError, SSHException) as exc:
+        raise StepFailed(
+            f"{host.name}: SSH connection lost running `{text[:120]}`: {type(exc).__name__}: {exc}"
+        ) from None
     stdout = "\n".join(out.stdout_lines)
     stderr = "\n".join(out.stderr_lines)
     if check and not ok:
         detail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
         raise StepFailed(f"{host.name}: `{text[:120]}` failed: {detail[0]}")
     return ok, stdout, stderr
+
+
+def reconnect(host: Host) -> None:
+    """Open HOST's SSH connection again when it dropped (later commands, hooks included, then
+    run on a fresh one); StepFailed when the host cannot be reached."""
+    client = getattr(host.connector, "client", None)
+    transport = client.get_transport() if client is not None else None
+    if client is None or (transport is not None and transport.is_active()):
+        return
+    host.connected = False
+    host.connector.disconnect()
+    try:
+        host.connect(reason="reconnect", show_errors=False, raise_exceptions=True)
+    except PyinfraError as exc:
+        raise StepFailed(f"{host.name}: SSH connection lost and not re-opened: {exc}") from None
 
 
 def write_file(host: Host, path: str, content: str, mode: str = "644") -> None:

@@ -11,6 +11,7 @@ Steps marked `@step(offline=True)` run before any connection (input validation, 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,8 +20,8 @@ from typing import Any
 from pyinfra.api import State
 from pyinfra.api.host import Host
 
-from cerniq_ops import audit, hosts, lock
-from cerniq_ops.errors import CerniqError
+from cerniq_ops import audit, hosts, journal, lock, signals
+from cerniq_ops.errors import BadInput, CerniqError, Interrupted, StepFailed
 from cerniq_ops.output import say
 from cerniq_ops.settings import HostSpec, Settings
 
@@ -57,7 +58,17 @@ class Context:
     progress: Callable[[str], None] = say
     locking: bool = True
     held_lock: lock.LockRecord | None = None
-    report: Report | None = None  # set when run() ends, failed or not
+    lock_wait: float = 0  # seconds to wait for a held lock (CI queues)
+    heartbeat: Heartbeat | None = None
+    repairs: list[str] = field(default_factory=list)
+    report: Report | None = None  # set when run() starts; complete when it ends
+
+    def repaired(self, line: str) -> None:
+        """Record and print a repair of state an earlier (killed or failed) run left behind."""
+        self.repairs.append(line)
+        if self.report is not None:
+            self.report.repairs.append(line)
+        self.note(f"repaired: {line}")
 
     @property
     def env(self) -> str:
@@ -97,6 +108,7 @@ class Report:
     steps: list[StepReport] = field(default_factory=list)
     ok: bool = False
     error: str | None = None
+    repairs: list[str] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,25 +122,37 @@ def run(
     on_failure: Sequence[Step] = (),
     describe_state: Callable[[Context], str] | None = None,
 ) -> Report:
-    """Walk STEPS; on a failure run ON_FAILURE hooks and re-raise with the step named."""
+    """Walk STEPS; on any failure run ON_FAILURE hooks and raise a CerniqError naming the step.
+
+    Whatever stops a step (a CerniqError, any other exception, Ctrl-C, SIGTERM) goes through
+    the same path: the hooks run (with further signals held off), an audit line is written, the
+    lock is released, and the caller gets one CerniqError. A BadInput from a step is a refusal:
+    nothing changed, so no hook runs and nothing is audited.
+    """
     report = Report(ctx.procedure, ctx.env, ctx.version, ctx.dry_run)
+    ctx.report = report
     offline = [s for s in steps if getattr(s, "offline", False)]
     online = [s for s in steps if not getattr(s, "offline", False)]
     total = len(steps)
     numbered = {step_name(s): i for i, s in enumerate(steps, 1)}
-    title = f"{ctx.procedure} {ctx.version or ''} to {ctx.env}".replace("  ", " ")
-    ctx.progress(f"== {title}{' (dry run: nothing will change)' if ctx.dry_run else ''}")
+    failed_at: str | None = None
 
     def do(s: Step) -> None:
-        name = step_name(s)
+        nonlocal failed_at
+        failed_at = name = step_name(s)
         ctx.progress(f"[{numbered[name]}/{total}] {name}")
+        if ctx.held_lock is not None:
+            journal.mark(ctx, name)
         start = time.monotonic()
         try:
             detail = s(ctx) or ""
-        except CerniqError as exc:
-            seconds = time.monotonic() - start
-            report.steps.append(StepReport(name, "failed", str(exc), round(seconds, 2)))
-            _audit(ctx, s, "failed", str(exc))
+        except BaseException as exc:
+            error = describe_exception(exc)
+            report.steps.append(
+                StepReport(name, "failed", error, round(time.monotonic() - start, 2))
+            )
+            if not isinstance(exc, BadInput):
+                _audit(ctx, s, "failed", error)
             raise
         seconds = time.monotonic() - start
         status = "dry-run" if ctx.dry_run else "ok"
@@ -136,41 +160,135 @@ def run(
         ctx.progress(f"      {status}{f': {detail}' if detail else ''} ({seconds:.1f}s)")
         _audit(ctx, s, "ok", detail)
 
-    failed_at: str | None = None
+    title = f"{ctx.procedure} {ctx.version or ''} to {ctx.env}".replace("  ", " ")
     try:
-        for s in offline:
-            failed_at = step_name(s)
-            do(s)
-        with hosts.session(ctx.settings) as state:
-            ctx.state = state
-            if ctx.locking and not ctx.dry_run:
-                ctx.held_lock = lock.new_record(ctx.procedure, ctx.version, ctx.message)
-                lock.acquire(ctx.primary, ctx.settings, ctx.held_lock)
-            try:
-                for s in online:
-                    failed_at = step_name(s)
-                    do(s)
-            except CerniqError as exc:
-                report.error = str(exc)
-                ctx.facts.update(failed_step=failed_at, error=str(exc))
-                _run_hooks(ctx, on_failure)
-                where = f"; {describe_state(ctx)}" if describe_state else ""
-                raise type(exc)(
-                    f"{ctx.procedure} to {ctx.env} failed at step '{failed_at}': {exc}{where}"
-                ) from exc
-            finally:
-                if ctx.held_lock:
-                    lock.release(ctx.primary, ctx.settings, ctx.held_lock)
-                    ctx.held_lock = None
-    except CerniqError as exc:
-        report.error = report.error or str(exc)
+        with signals.terminate_raises():
+            ctx.progress(f"== {title}{' (dry run: nothing will change)' if ctx.dry_run else ''}")
+            for s in offline:
+                do(s)
+            with hosts.session(ctx.settings) as state:
+                ctx.state = state
+                if ctx.locking and not ctx.dry_run:
+                    _take_lock(ctx)
+                try:
+                    for s in online:
+                        do(s)
+                except BaseException as exc:
+                    if isinstance(exc, BadInput):  # a refusal: nothing changed
+                        journal.finish(ctx, "refused", str(exc))
+                        raise
+                    error = describe_exception(exc)
+                    report.error = error
+                    ctx.facts.update(failed_step=failed_at, error=error)
+                    with signals.held_off(ctx.progress):
+                        _run_hooks(ctx, on_failure)
+                        where = _describe(ctx, describe_state)
+                        journal.finish(ctx, "failed", error)
+                    failed = f"{ctx.procedure} to {ctx.env} failed at step '{failed_at}'"
+                    raise as_cerniq(exc, f"{failed}: {error}{where}") from exc
+                else:
+                    journal.finish(ctx, "ok", "")
+                finally:
+                    with signals.held_off(ctx.progress):
+                        _release_lock(ctx)
+    except BaseException as exc:
+        report.error = report.error or describe_exception(exc)
         report.facts = dict(ctx.facts)
-        ctx.report = report
-        raise
+        if isinstance(exc, CerniqError):
+            raise
+        raise as_cerniq(exc, f"{ctx.procedure} to {ctx.env}: {describe_exception(exc)}") from exc
     report.ok = True
     report.facts = dict(ctx.facts)
-    ctx.report = report
+    if ctx.repairs:
+        ctx.progress(f"== repaired what an earlier run left: {'; '.join(ctx.repairs)}")
     return report
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for any exception: ours as they are, others with their type named."""
+    if isinstance(exc, CerniqError):
+        return str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, signals.Terminated):
+        return f"stopped by {exc.signal_name}"
+    text = str(exc).strip().splitlines()
+    return f"unexpected {type(exc).__name__}{f': {text[0]}' if text else ''}"
+
+
+def as_cerniq(exc: BaseException, message: str) -> CerniqError:
+    """The CerniqError the user sees for EXC: same family for ours, Interrupted for Ctrl-C."""
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted(message)
+    if isinstance(exc, CerniqError):
+        return type(exc)(message)
+    return StepFailed(message)
+
+
+def _describe(ctx: Context, describe_state: Callable[[Context], str] | None) -> str:
+    if describe_state is None:
+        return ""
+    try:
+        return f"; {describe_state(ctx)}"
+    except Exception as exc:  # the report must not hide the failure
+        return f"; state unknown ({describe_exception(exc)})"
+
+
+def _take_lock(ctx: Context) -> None:
+    record = lock.new_record(ctx.procedure, ctx.version, ctx.message)
+    lock.acquire(ctx.primary, ctx.settings, record, wait=ctx.lock_wait, progress=ctx.progress)
+    ctx.held_lock = record
+    previous = journal.previous_death(ctx)
+    if previous:
+        ctx.facts["previous_run"] = previous
+        ctx.progress(f"      {previous}; this run converges from what it left")
+    ctx.heartbeat = Heartbeat(ctx)
+    ctx.heartbeat.start()
+
+
+def _release_lock(ctx: Context) -> None:
+    if ctx.heartbeat is not None:
+        ctx.heartbeat.stop()
+        ctx.heartbeat = None
+    if ctx.held_lock is None:
+        return
+    try:
+        if not lock.release(ctx.primary, ctx.settings, ctx.held_lock):
+            ctx.progress("      warning: the deploy lock was no longer ours; left it alone")
+    except Exception as exc:
+        ctx.progress(
+            f"      warning: could not release the deploy lock ({describe_exception(exc)}); "
+            f"run `invoke lock.release --env {ctx.env}`"
+        )
+    ctx.held_lock = None
+
+
+class Heartbeat:
+    """Refreshes the held lock while a long step works, so it is never judged stale."""
+
+    def __init__(self, ctx: Context, interval: float | None = None) -> None:
+        self.ctx = ctx
+        max_age = ctx.settings.deploy_lock_max_age_minutes * 60
+        self.interval = interval or max(1.0, min(60.0, max_age / 4))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="cerniq-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            record = self.ctx.held_lock
+            if record is None:
+                return
+            try:
+                self.ctx.held_lock = lock.refresh(self.ctx.primary, self.ctx.settings, record)
+            except Exception as exc:  # a missed beat is retried; the step is not disturbed
+                self.ctx.progress(f"      warning: lock heartbeat: {describe_exception(exc)}")
 
 
 def _run_hooks(ctx: Context, hooks: Sequence[Step]) -> None:
@@ -180,8 +298,9 @@ def _run_hooks(ctx: Context, hooks: Sequence[Step]) -> None:
             ctx.progress(f"      on failure: {step_name(hook)}{f': {detail}' if detail else ''}")
             _audit(ctx, hook, "ok", detail or "")
         except Exception as exc:  # a hook must never hide the original failure
-            ctx.progress(f"      on failure: {step_name(hook)} failed too: {exc}")
-            _audit(ctx, hook, "failed", str(exc))
+            error = describe_exception(exc)
+            ctx.progress(f"      on failure: {step_name(hook)} failed too: {error}")
+            _audit(ctx, hook, "failed", error)
 
 
 def _audit(ctx: Context, s: Step, result: str, detail: str) -> None:
@@ -199,5 +318,6 @@ def _audit(ctx: Context, s: Step, result: str, detail: str) -> None:
     for spec in ctx.settings.hosts:
         try:
             audit.append(ctx.host(spec), ctx.settings, line)
-        except CerniqError as exc:
-            ctx.progress(f"      warning: audit line not written on {spec.name}: {exc}")
+        except Exception as exc:  # an unreachable host must not stop the others' record
+            error = describe_exception(exc)
+            ctx.progress(f"      warning: audit line not written on {spec.name}: {error}")

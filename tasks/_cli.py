@@ -29,6 +29,15 @@ def cli(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit(f"error: {redact(str(exc))}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("error: interrupted", code=130) from None
+        except Exit:
+            raise
+        except Exception as exc:  # a bug or a library's surprise: still one line, exit 1
+            if os.environ.get("CERNIQ_DEBUG"):
+                raise
+            from cerniq_ops.procedure import describe_exception
+
+            message = f"error: {redact(describe_exception(exc))} (CERNIQ_DEBUG=1 shows where)"
+            raise Exit(message, code=1) from None
 
     return wrapper
 

@@ -4,6 +4,7 @@ from invoke import task
 
 from cerniq_ops import audit, hosts, rollback, settings
 from cerniq_ops.deploy import deploy as run_deploy
+from cerniq_ops.deploy_inputs import number
 from cerniq_ops.output import emit_json, say, table
 from cerniq_ops.procedure import Context
 from tasks._cli import cli, progress_for, run_procedure
@@ -23,6 +24,7 @@ from tasks._cli import cli, progress_for, run_procedure
         "json": "print a JSON summary on stdout (progress goes to stderr)",
         "auto_rollback": "watch live figures after the deploy; roll back on 'immediate'",
         "watch": "seconds to watch with --auto-rollback (default 60)",
+        "lock_wait": "seconds to wait for a held deploy lock (CI queues; default 0: fail at once)",
     },
 )
 @cli
@@ -38,9 +40,11 @@ def deploy(
     message="",
     json=False,
     auto_rollback=False,
-    watch=60,
+    watch=None,
+    lock_wait=None,
 ):
     """Deploy VERSION to ENV with a zero-downtime rolling replace (seed 7.2)."""
+    watch = number("watch", watch, minimum=1, default=60)
     ctx = Context(
         settings.load(env),
         "deploy",
@@ -54,10 +58,11 @@ def deploy(
             "reason": reason,
         },
         progress=progress_for(json),
+        lock_wait=number("lock-wait", lock_wait),
     )
     report = run_procedure(run_deploy, ctx, json)
     if auto_rollback and not dry_run:
-        say(rollback.guard(ctx.settings, float(watch), ctx.progress), err=json)
+        say(rollback.guard(ctx.settings, watch, ctx.progress), err=json)
     if not json:
         done = "dry run complete: nothing changed" if dry_run else "deployment complete"
         say(f"== {done}: {env} {ctx.version} ({ctx.settings.public_url})")
@@ -72,11 +77,12 @@ def deploy(
     }
 )
 @cli
-def history(c, env, limit=20, json=False):
+def history(c, env, limit=None, json=False):
     """Show the audit log of ENV: who changed what, when, with which result."""
+    limit = number("limit", limit, kind=int, minimum=1, default=20)
     s = settings.load(env)
     with hosts.session(s, [s.primary_host]) as state:
-        records = audit.read(state.inventory.get_host(s.primary_host.name), s, int(limit))
+        records = audit.read(state.inventory.get_host(s.primary_host.name), s, limit)
     if json:
         emit_json(records)
         return

@@ -4,6 +4,7 @@ from invoke import task
 
 from cerniq_ops import rollback as procedure
 from cerniq_ops import settings
+from cerniq_ops.deploy_inputs import number
 from cerniq_ops.output import emit_json, say
 from cerniq_ops.procedure import Context
 from tasks._cli import cli, progress_for, run_procedure
@@ -21,6 +22,7 @@ from tasks._cli import cli, progress_for, run_procedure
         "reason": "why: the incident's title",
         "dry_run": "show what would happen; change nothing",
         "json": "print a JSON summary on stdout",
+        "lock_wait": "seconds to wait for a held deploy lock (default 0: fail at once)",
     },
 )
 @cli
@@ -35,6 +37,7 @@ def rollback(
     reason="",
     dry_run=False,
     json=False,
+    lock_wait=None,
 ):
     """Roll ENV back to --to VERSION or --previous, with an incident record (seed 9.2)."""
     ctx = Context(
@@ -51,6 +54,7 @@ def rollback(
             "reason": reason,
         },
         progress=progress_for(json),
+        lock_wait=number("lock-wait", lock_wait),
     )
     run_procedure(procedure.rollback, ctx, json)
     if not json:
@@ -66,14 +70,15 @@ def rollback(
     }
 )
 @cli
-def check(c, env, window=10, json=False):
+def check(c, env, window=None, json=False):
     """Evaluate the rollback decision matrix (seed 9.1) from live Traefik metrics and health."""
     from cerniq_ops import hosts
 
+    window = number("window", window, minimum=1, default=10)
     s = settings.load(env)
     with hosts.session(s) as state:
         ctx = Context(s, "rollback.check", state=state, locking=False)
-        decision = procedure.check(ctx, float(window))
+        decision = procedure.check(ctx, window)
     if json:
         emit_json(
             {

@@ -171,8 +171,11 @@ def test_concurrent_deploy_is_refused_with_exit_3(production_v1, testinfra_host)
             lock.release(primary, s, record)
     assert r.returncode == 3
     assert r.stderr.startswith(f"error: deploy lock on production held by {record.holder}")
-    assert "(v1.1.0: release 1.1); run `invoke lock.status --env production`" in r.stderr
-    assert "held by" in shown.stdout
+    assert (
+        f"(v1.1.0: release 1.1), pid {record.pid} on {record.machine}; "
+        "run `invoke lock.status --env production`"
+    ) in r.stderr
+    assert "held by" in shown.stdout and "holder running" in shown.stdout
 
 
 @pytest.mark.parametrize(

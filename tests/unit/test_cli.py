@@ -58,3 +58,42 @@ def test_env_show_json_is_machine_readable():
     view = json.loads(result.stdout)
     assert view["env"] == "production" and view["public_url"] == "https://app.cerniq.app"
     assert [h["name"] for h in view["hosts"]][:2] == ["app1.cerniq.app", "app2.cerniq.app"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ("deploy", "--batch", "0"),
+            "error: invalid --batch '0': a host count like 1 or a percentage like 50%",
+        ),
+        (
+            ("deploy", "--batch", "abc"),
+            "error: invalid --batch 'abc': a host count like 1 or a percentage like 50%",
+        ),
+        (
+            ("deploy", "--lock-wait", "-1"),
+            "error: invalid --lock-wait '-1': expected a number >= 0",
+        ),
+        (
+            ("deploy", "--watch", "x", "--auto-rollback"),
+            "error: invalid --watch 'x': expected a number >= 1",
+        ),
+        (
+            ("history", "--limit", "abc"),
+            "error: invalid --limit 'abc': expected a whole number >= 1",
+        ),
+        (
+            ("rollback.check", "--window", "-5"),
+            "error: invalid --window '-5': expected a number >= 1",
+        ),
+    ],
+)
+def test_bad_options_are_refused_before_anything_connects(args, message):
+    """The real inventories' hosts cannot be reached from here: a refusal that tried to
+    connect would say so (or hang) instead of naming the option."""
+    task, *rest = args
+    result = invoke(task, "--env", "staging", *rest)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == message
+    assert "[2/" not in result.stdout  # no step past the offline validation

@@ -264,17 +264,18 @@ def test_disk_parse_and_threshold():
     assert ac.disk_problems(disks, 95) == []
 
 
-def lock_text(age: timedelta) -> str:
-    return json.dumps(
-        {
-            "holder": "ana@ci",
-            "procedure": "deploy",
-            "version": "v1.4.2",
-            "message": "",
-            "since": at(age),
-            "token": "t",
-        }
-    )
+def lock_text(age: timedelta, refreshed: timedelta | None = None) -> str:
+    record = {
+        "holder": "ana@ci",
+        "procedure": "deploy",
+        "version": "v1.4.2",
+        "message": "",
+        "since": at(age),
+        "token": "t",
+    }
+    if refreshed is not None:
+        record["refreshed"] = at(refreshed)
+    return json.dumps(record)
 
 
 def test_lock_problem():
@@ -283,9 +284,17 @@ def test_lock_problem():
     assert ac.lock_problem(path, lock_text(timedelta(minutes=5)), NOW, 60) is None
     assert ac.lock_problem(path, lock_text(timedelta(hours=3)), NOW, 60) == (
         f"{path} is stale: held by ana@ci for deploy v1.4.2 since {at(timedelta(hours=3))} "
-        "(3.0 h ago, limit 60 min); if no run is active, `invoke lock.release`"
+        "(last sign of life 3.0 h ago, limit 60 min); if no run is active, `invoke lock.release`"
     )
     assert ac.lock_problem(path, "garbage", NOW, 60) == f"{path} is unreadable: 'garbage'"
+
+
+def test_a_lock_refreshed_by_a_working_run_is_not_stale_however_old():
+    path = "/opt/cerniq/deploy.lock"
+    working = lock_text(timedelta(hours=5), refreshed=timedelta(minutes=1))
+    assert ac.lock_problem(path, working, NOW, 60) is None
+    dead = lock_text(timedelta(hours=5), refreshed=timedelta(hours=2))
+    assert "last sign of life 2.0 h ago" in ac.lock_problem(path, dead, NOW, 60)
 
 
 # -- backups ---------------------------------------------------------------------------------
