@@ -65,7 +65,13 @@ def list_(c, env, json=False, check=False):
     report = backup.list_(_context(env, "list", dry_run=False, json=True))
     facts = report.facts
     if json:
-        emit_json({"backups": facts["backups"], "verified": facts["verified"]})
+        emit_json(
+            {
+                "backups": facts["backups"],
+                "verified": facts["verified"],
+                "leftovers": facts["leftovers"],
+            }
+        )
     else:
         rows = [
             (
