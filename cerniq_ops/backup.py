@@ -305,7 +305,8 @@ def swap_databases_statements(
 
 DATABASES_SQL = (
     "SELECT coalesce(json_agg(json_build_object('name', datname, 'allow', datallowconn, "
-    "'comment', shobj_description(oid, 'pg_database')) ORDER BY datname), '[]') FROM pg_database"
+    "'comment', shobj_description(oid, 'pg_database')) ORDER BY datname), '[]')::jsonb "
+    "FROM pg_database"  # jsonb: printed on one line
 )
 RECORD_KINDS = ("previous", "rejected")  # the live data before a restore / a rejected restore
 
