@@ -171,7 +171,7 @@ def test_create_verify_restore_round_trip_brings_back_the_data(testbed, testinfr
 
     dropped = run("backup.drop-previous", "--env", "staging", "--confirm", "DROP PREVIOUS staging")
     assert dropped.returncode == 0, dropped.stderr
-    assert dropped.stdout.strip() == f"dropped database {previous}"
+    assert dropped.stdout.strip().splitlines()[-1] == f"dropped database {previous}"
     assert [d for d in databases(db) if d.startswith("cerniq")] == ["cerniq"]
 
 
