@@ -358,41 +358,53 @@ def lock_problem(path: str, text: str | None, now: datetime, max_age_minutes: fl
 
 # -- backups ---------------------------------------------------------------------------------
 def backup_problems(
-    backups: Sequence[Any], env: str, where: str, now: datetime, max_age_hours: float
+    backups: Sequence[Any],
+    env: str,
+    where: str,
+    now: datetime,
+    max_age_hours: float,
+    leftovers: Sequence[str] = (),
 ) -> tuple[list[str], str]:
     """(problems, summary) for the backups of ENV (cerniq_ops.backup.BackupInfo, newest first).
 
-    The newest backup must be younger than MAX_AGE_HOURS, must not have failed verification
-    or lost its dump, and a verified backup younger than MAX_AGE_HOURS must exist (the newest
-    one may still await its verification: deploys take backups, `backup.verify` proves them).
-    Age is the data's age: when the backup finished, not when it was verified.
+    Three states are told apart: no backup at all, no verified one (only unverified, failed or
+    broken ones), and a verified one that is too old (older than MAX_AGE_HOURS). A verified
+    backup counts only while its dump is there whole. The newest backup failing verification or
+    losing its dump is a problem even when an older one is verified; LEFTOVERS (dumps without a
+    manifest, .partial files of ENV: a run died) are flagged for `backup.prune`. Age is the
+    data's age: when the backup finished, not when it was verified.
     """
+    problems = [
+        f"leftover {name} in {where} (a backup run died before its manifest); "
+        f"`invoke backup.prune --env {env}` removes it"
+        for name in leftovers
+    ]
     mine = [b for b in backups if b.manifest.get("env") == env]
     if not mine:
-        return [f"no backup of {env} in {where}"], "none"
-    newest = mine[0]
-    problems = []
-    age = (now - newest.finished).total_seconds()
-    limit = max_age_hours * 3600
-    if age > limit:
-        problems.append(
-            f"newest backup {newest.id} is {describe_age(age)} old "
-            f"(finished {newest.manifest.get('finished')}; limit {max_age_hours:g} h) in {where}"
+        problems.insert(
+            0, f"no backup: {env} has none in {where}; run `invoke backup.create --env {env}`"
         )
+        return problems, "none"
+    newest = mine[0]
+    limit = max_age_hours * 3600
     if newest.state in ("dump missing", "size differs", "verify failed"):
         problems.append(f"newest backup {newest.id}: {newest.state} in {where}")
-    verified = next((b for b in mine if b.verified and b.state == "verified"), None)
+    verified = next((b for b in mine if b.verified), None)
     if verified is None:
         problems.append(
-            f"no verified backup of {env} in {where}; run `invoke backup.verify --env {env}`"
+            f"unverified: no verified backup of {env} in {where} (newest {newest.id}: "
+            f"{newest.state}); run `invoke backup.verify --env {env}`"
         )
     else:
         vage = (now - verified.finished).total_seconds()
-        if vage > limit and verified is not newest:
+        if vage > limit:
             problems.append(
-                f"newest verified backup {verified.id} is {describe_age(vage)} old "
-                f"(limit {max_age_hours:g} h) in {where}"
+                f"too old: the newest verified backup of {env}, {verified.id}, is "
+                f"{describe_age(vage)} old (finished {verified.manifest.get('finished')}; "
+                f"limit {max_age_hours:g} h) in {where}; run `invoke backup.create --env {env}` "
+                f"and `invoke backup.verify --env {env}`"
             )
+    age = (now - newest.finished).total_seconds()
     summary = f"newest {newest.id} ({describe_age(age)} old, {newest.state})"
     if verified is not None and verified is not newest:
         summary += f"; newest verified {verified.id}"

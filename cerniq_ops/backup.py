@@ -1,9 +1,12 @@
 """Backups that are proven restorable (`invoke backup.*`), replacing the seed's `pg_dump | gzip`.
 
-A backup is `pg_dump --format=custom` run on the environment's db host as the database's OS
-superuser over the local socket (no password anywhere), into `backup_dir` on that host:
+A backup is `pg_dump --format=custom` run on the environment's db host as the cluster owner
+(`db_os_user`) over the local socket (no password anywhere), into `backup_dir` on that host. The
+procedures log in as the deploy user, which owns `backup_dir`; the only programs run as the
+cluster owner are pg_dump, pg_restore and psql (`cluster_owner_programs`, what the sudoers rule
+allows), and the login user's shell does every redirection, so every file is the login user's:
 
-    <backup_dir>/<id>.dump            the archive (mode 600, owned by the db OS user)
+    <backup_dir>/<id>.dump            the archive (mode 600)
     <backup_dir>/<id>.manifest.json   label, env, database, version deployed, size, sha256,
                                       started/finished, PostgreSQL versions, row counts (600)
     <backup_dir>/<id>.verify.json     the newest verification of it, ok or not (600)
@@ -12,11 +15,12 @@ The row counts are taken in the dump's own snapshot: a REPEATABLE READ transacti
 snapshot, the counts and pg_dump (`--snapshot`) both import it. `verify` proves a backup by its
 checksum, `pg_restore --list`, and a test restore into a scratch database whose row counts must
 equal the manifest's (the scratch database is always dropped). `restore` restores into a new
-database, checks it the same way, and only then swaps it in by renaming, so a failed restore
-leaves the live database untouched; a fresh backup is taken first.
+database, checks it the same way, swaps it in by renaming and keeps the old one (renamed) until
+the app is healthy on the restored one and a retention delay has passed (docs/runbooks/backups.md).
 
 Pure builders (ids, argv, SQL, manifest, retention) come first; then the steps and the step
-tuples run by procedure.run; `create_backup(ctx, label)` is what other procedures call.
+tuples run by procedure.run; `create_backup(ctx, label)` and `verify_backup(ctx, manifest)` are
+what other procedures call.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import psycopg
 
 from cerniq_ops import hosts
 from cerniq_ops.audit import actor, now_utc
+from cerniq_ops.clients.http import wait_healthy
 from cerniq_ops.errors import BadInput, CerniqError, StepFailed
 from cerniq_ops.procedure import Context, Report, Step, run, step
 from cerniq_ops.settings import Settings
@@ -47,6 +52,21 @@ VERIFY_SUFFIX = ".verify.json"
 PARTIAL_SUFFIX = ".dump.partial"
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 LONG = 6 * 3600  # seconds a dump or a restore may take before the command is abandoned
+RESERVED_EXIT = 3  # the reservation script: that id's files exist already
+# The snapshot-exporting session stays idle in its transaction while the counts and pg_dump
+# start on the db host: a server's idle_in_transaction_session_timeout must not end it, and TCP
+# keepalives keep a middlebox from dropping it (pg_dump itself sets its own timeouts to 0).
+SNAPSHOT_SESSION = (
+    "SET idle_in_transaction_session_timeout = 0",
+    "SET statement_timeout = 0",
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+)
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 6,
+}
 
 
 # -- pure builders ---------------------------------------------------------------------------
@@ -65,12 +85,17 @@ def backup_id(now: datetime, env: str, label: str, taken: Iterable[str] = ()) ->
 
 def check_id(backup_id_: str) -> str:
     """The id itself, or BadInput: ids become file names on the db host."""
-    if not ID_PATTERN.match(backup_id_ or ""):
+    if not ID_PATTERN.match(backup_id_ or "") or "\n" in backup_id_:
         raise BadInput(
             f"invalid backup id '{backup_id_}'; ids look like 20261128T231500Z-production-manual "
             "(see `invoke backup.list`)"
         )
     return backup_id_
+
+
+def id_env(backup_id_: str) -> str | None:
+    """The environment an id names (`20261128T231500Z-production-manual` -> production)."""
+    return backup_id_.split("-")[1] if ID_PATTERN.match(backup_id_) else None
 
 
 def paths(backup_dir: str, backup_id_: str) -> dict[str, str]:
@@ -84,10 +109,15 @@ def paths(backup_dir: str, backup_id_: str) -> dict[str, str]:
 
 
 def as_db_superuser(s: Settings) -> list[str]:
-    """The prefix that runs a command as the db OS superuser (runuser as root, else sudo)."""
+    """The prefix that runs a command as the cluster owner (runuser as root, else sudo -n)."""
     if s.ssh_user == "root":
         return ["runuser", "-u", s.db_os_user, "--"]
     return ["sudo", "-n", "-u", s.db_os_user, "--"]
+
+
+def cluster_owner_programs(s: Settings) -> list[str]:
+    """The only programs run as the cluster owner (what the db hosts' sudoers rule allows)."""
+    return [f"{s.pg_bin_dir}/pg_dump", f"{s.pg_bin_dir}/pg_restore", f"{s.pg_bin_dir}/psql"]
 
 
 def db_port(s: Settings) -> int:
@@ -100,7 +130,7 @@ def _local(s: Settings) -> list[str]:
 
 
 def pg_dump_argv(s: Settings, snapshot: str | None = None) -> list[str]:
-    """pg_dump of the environment's database in custom format to stdout, as the OS superuser.
+    """pg_dump of the environment's database in custom format to stdout, as the cluster owner.
 
     `--create` keeps the database's own properties in the archive (used only by a manual
     `pg_restore --create`); the restores here create the database themselves.
@@ -113,24 +143,23 @@ def pg_dump_argv(s: Settings, snapshot: str | None = None) -> list[str]:
     return argv
 
 
-def pg_restore_argv(s: Settings, dump: str, dbname: str, jobs: int | None = None) -> list[str]:
-    """pg_restore of DUMP into the existing database DBNAME; stops at the first error."""
-    jobs = jobs if jobs is not None else s.backup_restore_jobs
+def pg_restore_argv(s: Settings, dbname: str) -> list[str]:
+    """pg_restore of the archive on stdin into the existing database DBNAME; stops at the
+    first error. From stdin (one job): the archive is the login user's file, mode 600, which
+    the cluster owner cannot open; the login user's shell opens it (`from_file_argv`)."""
     return [
         *as_db_superuser(s),
         f"{s.pg_bin_dir}/pg_restore",
         "--exit-on-error",
         "--no-password",
-        f"--jobs={max(1, int(jobs))}",
         *_local(s),
         f"--dbname={dbname}",
-        dump,
     ]
 
 
-def pg_restore_list_argv(s: Settings, dump: str) -> list[str]:
-    """Read the archive's table of contents (proves the archive is readable end to end)."""
-    return [*as_db_superuser(s), f"{s.pg_bin_dir}/pg_restore", "--list", dump]
+def pg_restore_list_argv(s: Settings) -> list[str]:
+    """Read the table of contents of the archive on stdin (proves it readable end to end)."""
+    return [*as_db_superuser(s), f"{s.pg_bin_dir}/pg_restore", "--list"]
 
 
 def psql_argv(s: Settings, dbname: str, *statements: str) -> list[str]:
@@ -145,6 +174,29 @@ def psql_argv(s: Settings, dbname: str, *statements: str) -> list[str]:
 def to_file_argv(path: str, argv: Sequence[str]) -> list[str]:
     """ARGV with its stdout into PATH, created private (umask 077) by the login user."""
     return ["sh", "-c", 'umask 077 && exec "$@" > "$0"', path, *argv]
+
+
+def from_file_argv(path: str, argv: Sequence[str]) -> list[str]:
+    """ARGV reading PATH on its stdin, opened by the login user (who owns the file)."""
+    return ["sh", "-c", 'exec "$@" < "$0"', path, *argv]
+
+
+RESERVE_SCRIPT = (
+    'umask 077; set -C; true > "$0" 2>/dev/null || exit ' + str(RESERVED_EXIT) + "; "
+    'if [ -e "$1" ] || [ -e "$2" ]; then rm -f "$0"; exit ' + str(RESERVED_EXIT) + "; fi"
+)
+
+
+def reserve_argv(p: dict[str, str]) -> list[str]:
+    """Take an id on the host: create its .partial exclusively (noclobber), then make sure no
+    dump or manifest of that id appeared meanwhile; exit RESERVED_EXIT when it is taken. Two
+    backups started in the same second thus never share a file."""
+    return ["sh", "-c", RESERVE_SCRIPT, p["partial"], p["dump"], p["manifest"]]
+
+
+def publish_argv(p: dict[str, str]) -> list[str]:
+    """The finished .partial becomes the dump: link(2) never replaces an existing file."""
+    return ["sh", "-c", 'ln "$0" "$1" && rm -f "$0"', p["partial"], p["dump"]]
 
 
 def ident(name: str) -> str:
@@ -204,28 +256,97 @@ def drop_database_sql(name: str) -> str:
     return f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)"
 
 
-def swap_databases_statements(live: str, restored: str, old: str) -> list[str]:
-    """Put RESTORED in place of LIVE (renamed OLD) in one transaction, after closing LIVE.
-
-    New connections to LIVE are refused first, then its sessions are ended (polled with a
-    deadline); both renames commit together or not at all.
-    """
+def close_database_statements(name: str) -> list[str]:
+    """Refuse new connections to NAME, then end its sessions (polled with a 10 s deadline)."""
     return [
-        f"ALTER DATABASE {ident(live)} ALLOW_CONNECTIONS false",
+        f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS false",
         "DO $$ BEGIN FOR i IN 1..100 LOOP "
         "PERFORM pg_stat_clear_snapshot(); "
         "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity "
-        f"WHERE datname = {literal(live)} AND pid <> pg_backend_pid(); "
+        f"WHERE datname = {literal(name)} AND pid <> pg_backend_pid(); "
         "PERFORM pg_stat_clear_snapshot(); "
         "IF NOT EXISTS (SELECT 1 FROM pg_stat_activity "
-        f"WHERE datname = {literal(live)} AND pid <> pg_backend_pid()) THEN RETURN; END IF; "
+        f"WHERE datname = {literal(name)} AND pid <> pg_backend_pid()) THEN RETURN; END IF; "
         "PERFORM pg_sleep(0.1); END LOOP; "
-        f"RAISE EXCEPTION 'sessions on % did not end within 10 s', {literal(live)}; END $$",
+        f"RAISE EXCEPTION 'sessions on % did not end within 10 s', {literal(name)}; END $$",
+    ]
+
+
+def allow_connections_sql(name: str) -> str:
+    return f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS true"
+
+
+def comment_database_sql(name: str, doc: dict[str, Any] | None) -> str:
+    """The record a renamed-away database carries (its comment): what it is, since when."""
+    text = "NULL" if doc is None else literal(json.dumps(doc, sort_keys=True))
+    return f"COMMENT ON DATABASE {ident(name)} IS {text}"
+
+
+def swap_databases_statements(
+    live: str, incoming: str, outgoing: str, outgoing_record: dict[str, Any]
+) -> list[str]:
+    """Put INCOMING in place of LIVE, which is kept as OUTGOING with OUTGOING_RECORD.
+
+    LIVE is closed first; then in one transaction both renames, INCOMING opened to
+    connections and OUTGOING's record commit together or not at all (a killed run leaves
+    either the old names or the new ones, never half). OUTGOING stays closed to connections.
+    """
+    return [
+        *close_database_statements(live),
         "BEGIN",
-        f"ALTER DATABASE {ident(live)} RENAME TO {ident(old)}",
-        f"ALTER DATABASE {ident(restored)} RENAME TO {ident(live)}",
+        f"ALTER DATABASE {ident(live)} RENAME TO {ident(outgoing)}",
+        f"ALTER DATABASE {ident(incoming)} RENAME TO {ident(live)}",
+        allow_connections_sql(live),
+        comment_database_sql(outgoing, outgoing_record),
+        comment_database_sql(live, None),
         "COMMIT",
     ]
+
+
+DATABASES_SQL = (
+    "SELECT coalesce(json_agg(json_build_object('name', datname, 'allow', datallowconn, "
+    "'comment', shobj_description(oid, 'pg_database')) ORDER BY datname), '[]')::jsonb "
+    "FROM pg_database"  # jsonb: printed on one line
+)
+RECORD_KINDS = ("previous", "rejected")  # the live data before a restore / a rejected restore
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database of the cluster as the restore sees it; RECORD is its cerniq comment."""
+
+    name: str
+    allow: bool
+    record: dict[str, Any] | None = None
+
+
+def parse_databases(text: str) -> list[Database]:
+    result = []
+    for row in json.loads(text.strip().splitlines()[-1] if text.strip() else "[]"):
+        record = None
+        try:
+            parsed = json.loads(row.get("comment") or "null")
+            if isinstance(parsed, dict) and parsed.get("cerniq") in RECORD_KINDS:
+                record = parsed
+        except ValueError:
+            pass
+        result.append(Database(str(row["name"]), bool(row["allow"]), record))
+    return result
+
+
+def kept_name(db_name: str, kind: str, at: datetime) -> str:
+    """`cerniq_previous_20261128t231500z`: where a restore keeps the data it replaced."""
+    return f"{db_name}_{kind}_{at.astimezone(UTC).strftime('%Y%m%dt%H%M%Sz')}"[:63]
+
+
+def due_for_drop(db: Database, now: datetime) -> bool:
+    """A kept database whose retention delay has passed (never one a restore still needs)."""
+    r = db.record or {}
+    return (
+        r.get("state") == "kept"
+        and bool(r.get("drop_after"))
+        and (parse_time(r["drop_after"]) <= now)
+    )
 
 
 def scratch_name(prefix: str, purpose: str, token: str) -> str:
@@ -310,10 +431,15 @@ class BackupInfo:
         return parse_time(self.manifest["finished"])
 
     @property
+    def intact(self) -> bool:
+        """Its dump is there with the size the manifest recorded (not deleted, not truncated)."""
+        return self.dump_size is not None and self.dump_size == self.manifest.get("size")
+
+    @property
     def verified(self) -> bool:
-        """Verified ok, and that verification was of this very file (same sha256)."""
+        """Verified ok, of this very file (same sha256), and the file is still there whole."""
         v = self.verification or {}
-        return bool(v.get("ok")) and v.get("sha256") == self.manifest.get("sha256")
+        return self.intact and bool(v.get("ok")) and v.get("sha256") == self.manifest.get("sha256")
 
     @property
     def state(self) -> str:
@@ -331,7 +457,24 @@ class BackupInfo:
             "tables": len(self.manifest.get("row_counts", {})),
             "state": self.state,
             "verified_at": (self.verification or {}).get("verified_at"),
+            "verified_level": (self.verification or {}).get("level"),
         }
+
+
+@dataclass
+class Listing:
+    """What backup_dir holds: backups (newest first), and files no manifest accounts for:
+    `.partial` dumps (a dump in progress or killed) and orphan dumps (a run died between the
+    dump and its manifest), each {file name: mtime epoch}."""
+
+    backups: list[BackupInfo]
+    partials: dict[str, int]
+    orphans: dict[str, int]
+
+    def leftovers(self, env: str) -> list[str]:
+        """The partial and orphan files whose id names ENV (what prune removes), sorted."""
+        names = [*self.partials, *self.orphans]
+        return sorted(n for n in names if id_env(n.split(".", 1)[0]) == env)
 
 
 LISTING_SCRIPT = (
@@ -349,14 +492,12 @@ def listing_argv(backup_dir: str) -> list[str]:
     return ["sh", "-c", LISTING_SCRIPT, backup_dir]
 
 
-def parse_listing(text: str) -> tuple[list[BackupInfo], dict[str, int]]:
-    """(backups newest first, {partial file name: mtime epoch}) from the listing's output.
-
-    Files that are not ours, or whose manifest does not parse, are skipped.
-    """
+def parse_listing(text: str) -> Listing:
+    """The listing script's output as a Listing. Files that are not ours (not named like an
+    id), or whose manifest does not parse, are skipped."""
     manifests: dict[str, dict[str, Any]] = {}
     verifications: dict[str, dict[str, Any]] = {}
-    sizes: dict[str, int] = {}
+    dumps: dict[str, tuple[int, int]] = {}
     partials: dict[str, int] = {}
     for line in text.splitlines():
         kind, _, rest = line.partition("\t")
@@ -370,14 +511,24 @@ def parse_listing(text: str) -> tuple[list[BackupInfo], dict[str, int]]:
             elif kind == "V" and name.endswith(VERIFY_SUFFIX):
                 verifications[name.removesuffix(VERIFY_SUFFIX)] = json.loads(payload)
             elif kind == "D" and name.endswith(PARTIAL_SUFFIX):
-                partials[name] = int(payload.split()[1])
+                if ID_PATTERN.match(name.removesuffix(PARTIAL_SUFFIX)):
+                    partials[name] = int(payload.split()[1])
             elif kind == "D" and name.endswith(DUMP_SUFFIX):
-                sizes[name.removesuffix(DUMP_SUFFIX)] = int(payload.split()[0])
-        except (ValueError, KeyError, IndexError, TypeError):
+                size, mtime = payload.split()
+                dumps[name.removesuffix(DUMP_SUFFIX)] = (int(size), int(mtime))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             continue
-    backups = [BackupInfo(m, verifications.get(i), sizes.get(i)) for i, m in manifests.items()]
+    backups = [
+        BackupInfo(m, verifications.get(i), dumps[i][0] if i in dumps else None)
+        for i, m in manifests.items()
+    ]
     backups.sort(key=lambda b: (b.manifest["finished"], b.id), reverse=True)
-    return backups, partials
+    orphans = {
+        i + DUMP_SUFFIX: mtime
+        for i, (_, mtime) in dumps.items()
+        if i not in manifests and ID_PATTERN.match(i)
+    }
+    return Listing(backups, partials, orphans)
 
 
 @dataclass(frozen=True)
@@ -456,9 +607,13 @@ def _sha256(ctx: Context, path: str) -> tuple[str, int]:
     return out.split()[0], int(size.strip())
 
 
-def list_on_host(ctx: Context) -> tuple[list[BackupInfo], dict[str, int]]:
+def list_on_host(ctx: Context) -> Listing:
     _, out, _ = hosts.sh(_db_host(ctx), listing_argv(ctx.settings.backup_dir))
     return parse_listing(out)
+
+
+def databases(ctx: Context) -> list[Database]:
+    return parse_databases(_psql(ctx, "postgres", DATABASES_SQL))
 
 
 def _current_version(ctx: Context) -> str | None:
@@ -466,6 +621,10 @@ def _current_version(ctx: Context) -> str | None:
         return None
     text = hosts.read_file(ctx.primary, f"{ctx.settings.app_root}/current-version")
     return (text or "").strip() or None
+
+
+def _last_line(err: str) -> str:
+    return (err.strip().splitlines() or ["no output"])[-1]
 
 
 def _records_error(fn: Step) -> Step:
@@ -487,6 +646,22 @@ def _drop(ctx: Context, name: str) -> None:
 
 
 # -- create ----------------------------------------------------------------------------------
+def _reserve(ctx: Context, label: str, taken: set[str]) -> tuple[str, dict[str, str], datetime]:
+    """An id nobody else uses, its .partial created (exclusively) on the host."""
+    s, host = ctx.settings, _db_host(ctx)
+    for _ in range(20):
+        started_at = datetime.now(UTC)
+        new_id = backup_id(started_at, s.env, label, taken)
+        p = paths(s.backup_dir, new_id)
+        ok, _, err = hosts.sh(host, reserve_argv(p), check=False)
+        if ok:
+            return new_id, p, started_at
+        if err.strip():
+            raise StepFailed(f"cannot create {p['partial']} on {host.name}: {_last_line(err)}")
+        taken.add(new_id)  # another backup took it between our listing and now
+    raise StepFailed(f"no free backup id for {label} in {s.backup_dir} on {host.name}")
+
+
 def create_backup(ctx: Context, label: str) -> dict[str, Any]:
     """Back up the environment's database on its db host; the manifest. StepFailed on failure.
 
@@ -500,16 +675,17 @@ def create_backup(ctx: Context, label: str) -> dict[str, Any]:
         plan = backup_id(datetime.now(UTC), s.env, label)
         return {"id": plan, "label": label, "env": s.env, "dry_run": True, "size": 0}
     host = _db_host(ctx)
-    existing, _ = list_on_host(ctx)
-    started_at = datetime.now(UTC)
-    new_id = backup_id(started_at, s.env, label, {b.id for b in existing})
-    p = paths(s.backup_dir, new_id)
-    version = _current_version(ctx)
     hosts.sh(host, ["mkdir", "-p", s.backup_dir])
-    conninfo = s.db_conninfo(s.require_secret("db_password_env"))
+    listing = list_on_host(ctx)
+    taken = {b.id for b in listing.backups}
+    taken |= {n.split(".", 1)[0] for n in [*listing.partials, *listing.orphans]}
+    version = _current_version(ctx)
+    new_id, p, started_at = _reserve(ctx, label, taken)
+    conninfo = {**s.db_conninfo(s.require_secret("db_password_env")), **KEEPALIVES}
     try:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            for statement in SNAPSHOT_SESSION:
+                conn.execute(statement)
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
             props_row = conn.execute(
                 "SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate,"
@@ -535,13 +711,10 @@ def create_backup(ctx: Context, label: str) -> dict[str, Any]:
         raise
     if not ok:
         hosts.sh(host, ["rm", "-f", p["partial"]], check=False)
-        detail = (err.strip().splitlines() or ["no output"])[-1]
-        raise StepFailed(f"pg_dump of {s.db_name} on {host.name} failed: {detail}")
-    hosts.sh(host, ["chown", f"{s.db_os_user}:", p["partial"]])
-    hosts.sh(host, ["chmod", "600", p["partial"]])
+        raise StepFailed(f"pg_dump of {s.db_name} on {host.name} failed: {_last_line(err)}")
     sha, size = _sha256(ctx, p["partial"])
     _, dump_version, _ = hosts.sh(host, [f"{s.pg_bin_dir}/pg_dump", "--version"])
-    hosts.sh(host, ["mv", "-f", p["partial"], p["dump"]])
+    hosts.sh(host, publish_argv(p))
     manifest = build_manifest(
         backup_id_=new_id,
         label=label,
@@ -576,20 +749,123 @@ def take_backup(ctx: Context) -> str:
 # -- list ------------------------------------------------------------------------------------
 @step(audited=False)
 def list_backups(ctx: Context) -> str:
-    backups, _ = list_on_host(ctx)
-    ctx.facts["backups"] = [b.as_dict() for b in backups]
+    listing = list_on_host(ctx)
+    ctx.facts["backups"] = [b.as_dict() for b in listing.backups]
+    ctx.facts["leftovers"] = listing.leftovers(ctx.env)
     ctx.facts["verified"] = verified_freshness(
-        backups, datetime.now(UTC), ctx.settings.backup_max_verified_age_hours
+        listing.backups, datetime.now(UTC), ctx.settings.backup_max_verified_age_hours
     )
-    return f"{len(backups)} backup(s) in {ctx.settings.backup_dir} on {ctx.settings.db_host.name}"
+    s = ctx.settings
+    return f"{len(listing.backups)} backup(s) in {s.backup_dir} on {s.db_host.name}"
 
 
 # -- verify ----------------------------------------------------------------------------------
+def check_checksum_of(ctx: Context, manifest: dict[str, Any], checks: dict[str, Any]) -> str:
+    dump = paths(ctx.settings.backup_dir, manifest["id"])["dump"]
+    sha, size = _sha256(ctx, dump)
+    checks["sha256"] = sha
+    if sha != manifest["sha256"] or size != manifest["size"]:
+        raise StepFailed(
+            f"backup {manifest['id']} is corrupt: {dump} has sha256 {sha[:16]}... and "
+            f"{size} bytes, "
+            f"its manifest recorded {manifest['sha256'][:16]}... and {manifest['size']} bytes; "
+            "do not restore it"
+        )
+    return f"sha256 {sha[:16]}... matches ({size} bytes)"
+
+
+def check_archive_of(ctx: Context, manifest: dict[str, Any], checks: dict[str, Any]) -> str:
+    dump = paths(ctx.settings.backup_dir, manifest["id"])["dump"]
+    argv = from_file_argv(dump, pg_restore_list_argv(ctx.settings))
+    ok, out, err = hosts.sh(_db_host(ctx), argv, check=False, timeout=LONG)
+    if not ok:
+        raise StepFailed(
+            f"backup {manifest['id']}: pg_restore cannot read its archive: {_last_line(err)}"
+        )
+    entries = sum(1 for line in out.splitlines() if line and not line.startswith(";"))
+    data = table_data_entries(out)
+    tables = len(manifest["row_counts"])
+    if data < tables:
+        raise StepFailed(
+            f"backup {manifest['id']}: the archive has data for {data} tables, "
+            f"the manifest counted {tables}"
+        )
+    checks["entries"] = entries
+    return f"pg_restore --list: {entries} entries, data for {data} tables"
+
+
+def restore_into(ctx: Context, manifest: dict[str, Any], dbname: str) -> None:
+    """Create DBNAME like the source and restore the archive into it; StepFailed on failure."""
+    s = ctx.settings
+    dump = paths(s.backup_dir, manifest["id"])["dump"]
+    _psql(ctx, "postgres", create_database_sql(dbname, manifest.get("database_properties", {})))
+    argv = from_file_argv(dump, pg_restore_argv(s, dbname))
+    ok, _, err = hosts.sh(_db_host(ctx), argv, check=False, timeout=LONG)
+    if not ok:
+        raise StepFailed(f"pg_restore of {manifest['id']} into {dbname} failed: {_last_line(err)}")
+
+
+def test_restore_of(ctx: Context, manifest: dict[str, Any], checks: dict[str, Any]) -> str:
+    """Restore into a scratch database, compare every table's rows; always drop it."""
+    s = ctx.settings
+    scratch = scratch_name(s.backup_scratch_prefix, "verify", secrets.token_hex(4))
+    try:
+        restore_into(ctx, manifest, scratch)
+        problems = compare_counts(manifest["row_counts"], _counts(ctx, scratch))
+    finally:
+        _drop(ctx, scratch)
+    if problems:
+        raise StepFailed(
+            f"backup {manifest['id']}: restored rows differ from the dump's in {len(problems)} "
+            f"table(s): {'; '.join(problems[:3])}"
+        )
+    rows = sum(manifest["row_counts"].values())
+    tables = len(manifest["row_counts"])
+    checks["restored_tables"] = tables
+    return f"restored into {scratch} (dropped): {tables} tables, {rows} rows match"
+
+
+def write_verification(
+    ctx: Context, manifest: dict[str, Any], checks: dict[str, Any], error: str | None
+) -> dict[str, Any]:
+    """`<id>.verify.json`: ok or not, when, by whom, of which sha256, how deep (level)."""
+    record = {
+        "id": manifest["id"],
+        "ok": error is None,
+        "level": "restore" if "restored_tables" in checks else "archive",
+        "verified_at": now_utc(),
+        "verified_by": actor(),
+        "sha256": checks.get("sha256"),
+        "checks": checks,
+        "error": error,
+    }
+    path = paths(ctx.settings.backup_dir, manifest["id"])["verify"]
+    hosts.write_file(_db_host(ctx), path, json.dumps(record, indent=2, sort_keys=True), "600")
+    return record
+
+
+def verify_backup(ctx: Context, manifest: dict[str, Any], *, restore: bool) -> str:
+    """For other procedures (deploy's backups): checksum and `pg_restore --list`, and with
+    RESTORE a test restore; the outcome recorded either way. StepFailed when it fails."""
+    checks: dict[str, Any] = {}
+    parts = []
+    try:
+        parts.append(check_checksum_of(ctx, manifest, checks))
+        parts.append(check_archive_of(ctx, manifest, checks))
+        if restore:
+            parts.append(test_restore_of(ctx, manifest, checks))
+    except CerniqError as exc:
+        write_verification(ctx, manifest, checks, str(exc))
+        raise
+    record = write_verification(ctx, manifest, checks, None)
+    return f"verified ({record['level']}): " + "; ".join(parts)
+
+
 @step(audited=False)
 def find_backup(ctx: Context) -> str:
     """The backup named by --id (default: the newest of this environment)."""
     wanted = ctx.options.get("id")
-    backups, _ = list_on_host(ctx)
+    backups = list_on_host(ctx).backups
     where = f"{ctx.settings.backup_dir} on {ctx.settings.db_host.name}"
     if wanted:
         found = next((b for b in backups if b.id == wanted), None)
@@ -603,103 +879,37 @@ def find_backup(ctx: Context) -> str:
             raise BadInput(
                 f"no backup of {ctx.env} in {where}; run `invoke backup.create --env {ctx.env}`"
             )
-    if found.dump_size is None:
-        raise StepFailed(f"backup {found.id}: its dump {found.manifest['file']} is missing")
     ctx.facts["backup"] = found.manifest
     ctx.facts["backup_id"] = found.id
+    ctx.facts.setdefault("checks", {})
+    if found.dump_size is None:
+        ctx.facts["error"] = f"backup {found.id}: its dump {found.manifest['file']} is missing"
+        raise StepFailed(ctx.facts["error"])
     return f"{found.id} ({found.manifest['label']}, {found.manifest['size']} bytes)"
 
 
 @step()
 @_records_error
 def check_checksum(ctx: Context) -> str:
-    manifest = ctx.facts["backup"]
-    dump = paths(ctx.settings.backup_dir, manifest["id"])["dump"]
-    sha, size = _sha256(ctx, dump)
-    ctx.facts.setdefault("checks", {})["sha256"] = sha
-    if sha != manifest["sha256"] or size != manifest["size"]:
-        raise StepFailed(
-            f"backup {manifest['id']} is corrupt: {dump} has sha256 {sha[:16]}... and "
-            f"{size} bytes, "
-            f"its manifest recorded {manifest['sha256'][:16]}... and {manifest['size']} bytes; "
-            "do not restore it"
-        )
-    return f"sha256 {sha[:16]}... matches ({size} bytes)"
+    return check_checksum_of(ctx, ctx.facts["backup"], ctx.facts["checks"])
 
 
 @step()
 @_records_error
 def check_archive(ctx: Context) -> str:
-    manifest = ctx.facts["backup"]
-    dump = paths(ctx.settings.backup_dir, manifest["id"])["dump"]
-    ok, out, err = hosts.sh(_db_host(ctx), pg_restore_list_argv(ctx.settings, dump), check=False)
-    if not ok:
-        detail = (err.strip().splitlines() or ["no output"])[-1]
-        raise StepFailed(f"backup {manifest['id']}: pg_restore cannot read its archive: {detail}")
-    entries = sum(1 for line in out.splitlines() if line and not line.startswith(";"))
-    data = table_data_entries(out)
-    tables = len(manifest["row_counts"])
-    if data < tables:
-        raise StepFailed(
-            f"backup {manifest['id']}: the archive has data for {data} tables, "
-            f"the manifest counted {tables}"
-        )
-    ctx.facts["checks"]["entries"] = entries
-    return f"pg_restore --list: {entries} entries, data for {data} tables"
+    return check_archive_of(ctx, ctx.facts["backup"], ctx.facts["checks"])
 
 
 @step()
 @_records_error
 def test_restore(ctx: Context) -> str:
-    """Restore into a scratch database, compare every table's rows; always drop it."""
-    s = ctx.settings
-    manifest = ctx.facts["backup"]
-    scratch = scratch_name(s.backup_scratch_prefix, "verify", secrets.token_hex(4))
-    dump = paths(s.backup_dir, manifest["id"])["dump"]
-    try:
-        _psql(
-            ctx, "postgres", create_database_sql(scratch, manifest.get("database_properties", {}))
-        )
-        ok, _, err = hosts.sh(
-            _db_host(ctx), pg_restore_argv(s, dump, scratch), check=False, timeout=LONG
-        )
-        if not ok:
-            detail = (err.strip().splitlines() or ["no output"])[-1]
-            raise StepFailed(f"backup {manifest['id']}: test restore failed: {detail}")
-        problems = compare_counts(manifest["row_counts"], _counts(ctx, scratch))
-    finally:
-        _drop(ctx, scratch)
-    if problems:
-        raise StepFailed(
-            f"backup {manifest['id']}: restored rows differ from the dump's in {len(problems)} "
-            f"table(s): {'; '.join(problems[:3])}"
-        )
-    rows = sum(manifest["row_counts"].values())
-    ctx.facts["checks"]["restored_tables"] = len(manifest["row_counts"])
-    tables = len(manifest["row_counts"])
-    return f"restored into {scratch} (dropped): {tables} tables, {rows} rows match"
-
-
-def _write_verification(ctx: Context, ok: bool, error: str | None) -> dict[str, Any]:
-    manifest = ctx.facts["backup"]
-    record = {
-        "id": manifest["id"],
-        "ok": ok,
-        "verified_at": now_utc(),
-        "verified_by": actor(),
-        "sha256": ctx.facts.get("checks", {}).get("sha256"),
-        "checks": ctx.facts.get("checks", {}),
-        "error": error,
-    }
-    path = paths(ctx.settings.backup_dir, manifest["id"])["verify"]
-    hosts.write_file(_db_host(ctx), path, json.dumps(record, indent=2, sort_keys=True), "600")
-    ctx.facts["verification"] = record
-    return record
+    return test_restore_of(ctx, ctx.facts["backup"], ctx.facts["checks"])
 
 
 @step()
 def record_verification(ctx: Context) -> str:
-    _write_verification(ctx, True, None)
+    record = write_verification(ctx, ctx.facts["backup"], ctx.facts["checks"], None)
+    ctx.facts["verification"] = record
     return f"{ctx.facts['backup_id']} verified"
 
 
@@ -707,7 +917,10 @@ def record_failed_verification(ctx: Context) -> str | None:
     """on_failure hook: a failed verification is recorded too (prune and audits read it)."""
     if "backup" not in ctx.facts or ctx.state is None:
         return None
-    _write_verification(ctx, False, ctx.facts.get("error") or "verification failed")
+    error = ctx.facts.get("error") or "verification failed"
+    ctx.facts["verification"] = write_verification(
+        ctx, ctx.facts["backup"], ctx.facts.get("checks", {}), error
+    )
     return f"recorded: {ctx.facts['backup_id']} failed verification"
 
 
@@ -725,8 +938,59 @@ def refuse_other_environment(ctx: Context) -> str:
     return f"backup of {origin} restored over {ctx.env} (--allow-other-env)"
 
 
+def _restore_prefix(s: Settings) -> str:
+    return scratch_name(s.backup_scratch_prefix, "restore", "")
+
+
+@step()
+def converge_earlier_restore(ctx: Context) -> str:
+    """What an earlier restore that died left, put right before anything else: a restore
+    database never swapped in is dropped; the live database accepts connections again; a
+    swap done but never confirmed is finished (when it swapped in this very backup) or its
+    kept data put under the retention delay (another backup)."""
+    s = ctx.settings
+    dbs = databases(ctx)
+    names = {d.name: d for d in dbs}
+    if s.db_name not in names:
+        kept = [d.name for d in dbs if d.record and d.record.get("of") == s.db_name]
+        raise StepFailed(
+            f"database {s.db_name} does not exist on {s.db_host.name}"
+            + (f"; kept databases: {', '.join(kept)} (rename one back by hand)" if kept else "")
+        )
+    if ctx.dry_run:
+        return "would drop leftover restore databases and re-enable connections if needed"
+    repairs = []
+    for d in dbs:
+        if d.name.startswith(_restore_prefix(s)):
+            _drop(ctx, d.name)
+            repairs.append(f"dropped {d.name}, left by a restore that died before its swap")
+    if not names[s.db_name].allow:
+        _psql(ctx, "postgres", allow_connections_sql(s.db_name))
+        repairs.append(f"{s.db_name} accepts connections again (a restore died while closing it)")
+    for d in dbs:
+        r = d.record or {}
+        if r.get("of") != s.db_name or r.get("state") != "swapped":
+            continue
+        if r.get("backup") == ctx.facts["backup_id"] and r.get("cerniq") == "previous":
+            ctx.facts["resume"] = d.name
+            ctx.facts["previous_db"] = d.name
+            ctx.facts["pre_restore_backup"] = r.get("pre_restore_backup")
+            repairs.append(
+                f"{s.db_name} was already swapped to {r['backup']} by a run that died before "
+                f"confirming it (old data in {d.name}): confirming it now"
+            )
+        else:
+            _keep(ctx, d.name, r)
+            repairs.append(f"{d.name} (left unconfirmed by a restore of {r.get('backup')}) kept")
+    for line in repairs:
+        ctx.repaired(line)
+    return "; ".join(repairs) if repairs else "nothing left by an earlier restore"
+
+
 @step()
 def backup_current_database(ctx: Context) -> str:
+    if ctx.facts.get("resume"):
+        return f"skipped: the swap was done (before it: backup {ctx.facts['pre_restore_backup']})"
     if ctx.dry_run:
         return f"would back up {ctx.settings.db_name} first (pre-restore)"
     manifest = create_backup(ctx, "pre-restore")
@@ -738,25 +1002,23 @@ def backup_current_database(ctx: Context) -> str:
 def restore_into_new_database(ctx: Context) -> str:
     s = ctx.settings
     manifest = ctx.facts["backup"]
-    token = secrets.token_hex(4)
-    restored = scratch_name(s.backup_scratch_prefix, "restore", token)
+    if ctx.facts.get("resume"):
+        return "skipped: already swapped in"
     if ctx.dry_run:
         return f"would restore {manifest['id']} into a new database, then check its rows"
+    restored = _restore_prefix(s) + secrets.token_hex(4)
     ctx.facts["restored_db"] = restored
-    ctx.facts["old_db"] = scratch_name(s.backup_scratch_prefix, "old", token)
-    dump = paths(s.backup_dir, manifest["id"])["dump"]
-    _psql(ctx, "postgres", create_database_sql(restored, manifest.get("database_properties", {})))
-    ok, _, err = hosts.sh(
-        _db_host(ctx), pg_restore_argv(s, dump, restored), check=False, timeout=LONG
-    )
-    if not ok:
-        detail = (err.strip().splitlines() or ["no output"])[-1]
-        raise StepFailed(f"restore of {manifest['id']} failed ({s.db_name} untouched): {detail}")
+    try:
+        restore_into(ctx, manifest, restored)
+    except StepFailed as exc:
+        raise StepFailed(f"{exc} ({s.db_name} untouched)") from None
     return f"{manifest['id']} restored into {restored}"
 
 
 @step()
 def compare_row_counts(ctx: Context) -> str:
+    if ctx.facts.get("resume"):
+        return "skipped: compared before the swap"
     if ctx.dry_run:
         return "would compare every table's rows with the backup's manifest"
     manifest = ctx.facts["backup"]
@@ -771,35 +1033,164 @@ def compare_row_counts(ctx: Context) -> str:
     )
 
 
+def _record(ctx: Context, kind: str, state: str) -> dict[str, Any]:
+    return {
+        "cerniq": kind,
+        "env": ctx.env,
+        "of": ctx.settings.db_name,
+        "backup": ctx.facts["backup_id"],
+        "pre_restore_backup": ctx.facts.get("pre_restore_backup"),
+        "since": now_utc(),
+        "state": state,
+        "drop_after": None,
+    }
+
+
+def _keep(ctx: Context, name: str, record: dict[str, Any]) -> str:
+    """Put NAME under the retention delay (or drop it now when the delay is 0)."""
+    hours = ctx.settings.restore_keep_previous_hours
+    if hours <= 0:
+        _drop(ctx, name)
+        return f"{name} dropped (restore_keep_previous_hours = 0)"
+    until = (datetime.now(UTC) + timedelta(hours=hours)).strftime(TIME_FORMAT)
+    _psql(
+        ctx,
+        "postgres",
+        comment_database_sql(name, {**record, "state": "kept", "drop_after": until}),
+    )
+    return f"{name} kept until {until} (`invoke backup.drop-previous --env {ctx.env}` drops it now)"
+
+
 @step()
 def swap_databases(ctx: Context) -> str:
     s = ctx.settings
+    if ctx.facts.get("resume"):
+        return f"skipped: {s.db_name} is {ctx.facts['backup_id']} since the earlier run"
     if ctx.dry_run:
         return f"would end the sessions on {s.db_name} and swap the restored database in"
-    restored, old = ctx.facts["restored_db"], ctx.facts["old_db"]
+    restored = ctx.facts["restored_db"]
+    previous = kept_name(s.db_name, "previous", datetime.now(UTC))
+    record = _record(ctx, "previous", "swapped")
     try:
-        _psql(ctx, "postgres", *swap_databases_statements(s.db_name, restored, old))
+        _psql(ctx, "postgres", *swap_databases_statements(s.db_name, restored, previous, record))
     except StepFailed:
-        _psql(ctx, "postgres", f"ALTER DATABASE {ident(s.db_name)} ALLOW_CONNECTIONS true")
+        _psql(ctx, "postgres", allow_connections_sql(s.db_name))
         raise
     ctx.facts.pop("restored_db")
-    _drop(ctx, old)
-    before = ctx.facts["pre_restore_backup"]
-    return f"{s.db_name} is now {ctx.facts['backup_id']} (its data before: backup {before})"
+    ctx.facts["previous_db"] = previous
+    return f"{s.db_name} is now {ctx.facts['backup_id']}; the data before it kept in {previous}"
 
 
-def drop_restore_leftover(ctx: Context) -> str | None:
-    """on_failure hook: drop the half-restored database; the live one was never touched."""
-    restored = ctx.facts.get("restored_db")
-    if not restored or ctx.state is None:
+@step()
+def check_app_on_restored(ctx: Context) -> str:
+    """The restored database takes connections as the app's user, and the app is healthy."""
+    s = ctx.settings
+    if ctx.dry_run:
+        return f"would connect to {s.db_name} as {s.db_user} and check {s.public_url}/health"
+    try:
+        info = s.db_conninfo(s.require_secret("db_password_env"))
+        with psycopg.connect(**info, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise StepFailed(
+            f"{s.db_user} cannot use the restored {s.db_name}: {_first(exc)}"
+        ) from None
+    version = _current_version(ctx)
+    if version is None:
+        return f"{s.db_user} connects to {s.db_name}; no app deployed to check"
+    ok, last, attempts = wait_healthy(s.public_url, s.health_retries, s.health_interval, version)
+    if not ok:
+        raise StepFailed(f"the app is not healthy on the restored {s.db_name}: {last.detail}")
+    return f"{s.db_user} connects; {s.public_url} healthy on {version} (attempt {attempts})"
+
+
+@step()
+def keep_previous_database(ctx: Context) -> str:
+    previous = ctx.facts.get("previous_db")
+    if ctx.dry_run or not previous:
+        hours = ctx.settings.restore_keep_previous_hours
+        return f"would keep the data before the restore for {hours:g} h"
+    outcome = _keep(ctx, previous, _record(ctx, "previous", "kept"))
+    ctx.facts["previous_kept"] = previous if ctx.settings.restore_keep_previous_hours > 0 else None
+    return outcome
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def leave_one_live_database(ctx: Context) -> str | None:
+    """on_failure hook of restore: whatever failed, the app is left on one complete database
+    that accepts connections. Before the swap: the live one (the half-restored one dropped).
+    After it (the app was not healthy on the restored data): the data before is swapped back
+    in, and the restored one kept as `<db>_rejected_<time>` (the app may have written to it)."""
+    if ctx.state is None or ctx.dry_run:
         return None
-    _drop(ctx, restored)
-    return f"dropped {restored}"
+    s, done = ctx.settings, []
+    restored = ctx.facts.pop("restored_db", None)
+    if restored:
+        _drop(ctx, restored)
+        done.append(f"dropped {restored}; {s.db_name} untouched")
+    previous = ctx.facts.get("previous_db")
+    if previous and ctx.facts.get("failed_step") == "check_app_on_restored":
+        rejected = kept_name(s.db_name, "rejected", datetime.now(UTC))
+        record = {**_record(ctx, "rejected", "kept"), "pre_restore_backup": None}
+        _psql(ctx, "postgres", *swap_databases_statements(s.db_name, previous, rejected, record))
+        _keep(ctx, rejected, record)
+        done.append(
+            f"swapped back: {s.db_name} has its data from before the restore again; "
+            f"the restored one kept as {rejected}"
+        )
+    elif previous:
+        done.append(f"{s.db_name} is {ctx.facts['backup_id']}; the data before it is in {previous}")
+    live = next((d for d in databases(ctx) if d.name == s.db_name), None)
+    if live is not None and not live.allow:
+        _psql(ctx, "postgres", allow_connections_sql(s.db_name))
+        done.append(f"{s.db_name} accepts connections again")
+    ctx.facts["after_failure"] = done
+    return "; ".join(done) or None
+
+
+# -- drop-previous ---------------------------------------------------------------------------
+def _kept_of(ctx: Context) -> list[Database]:
+    s = ctx.settings
+    return [
+        d
+        for d in databases(ctx)
+        if d.record and d.record.get("of") == s.db_name and d.record.get("env") == ctx.env
+    ]
+
+
+@step()
+def drop_previous_databases(ctx: Context) -> str:
+    """Drop the data kept by restores (all of it, or only what is due with `due_only`)."""
+    now = datetime.now(UTC)
+    kept = _kept_of(ctx)
+    unconfirmed = [d.name for d in kept if (d.record or {}).get("state") != "kept"]
+    chosen = [d.name for d in kept if (d.record or {}).get("state") == "kept"]
+    if ctx.options.get("due_only"):
+        chosen = [d.name for d in kept if due_for_drop(d, now)]
+    ctx.facts["dropped_databases"] = chosen
+    tail = ""
+    if unconfirmed:
+        tail = (
+            f"; left {', '.join(unconfirmed)}: a restore died before confirming it, "
+            "re-run that restore first"
+        )
+    if ctx.dry_run:
+        return f"would drop {', '.join(chosen) or 'nothing'}{tail}"
+    for name in chosen:
+        _drop(ctx, name)
+    return f"dropped {', '.join(chosen) or 'nothing'}{tail}"
 
 
 # -- prune -----------------------------------------------------------------------------------
 @step()
 def prune_backups(ctx: Context) -> str:
+    """Retention over intact backups; broken ones (dump missing or truncated) and leftover
+    files of this environment (orphan dumps without a manifest, .partial files) are removed:
+    prune holds the deploy lock, as every run that creates this environment's backups does,
+    so none of them is a dump in progress."""
     s = ctx.settings
     keep_last, keep_days = ctx.options.get("keep_last"), ctx.options.get("keep_days")
     policy = Retention(
@@ -807,26 +1198,41 @@ def prune_backups(ctx: Context) -> str:
         s.backup_keep_days if keep_days is None else float(keep_days),
     )
     now = datetime.now(UTC)
-    backups, partials = list_on_host(ctx)
-    mine = [b for b in backups if b.manifest.get("env") == ctx.env]
+    listing = list_on_host(ctx)
+    mine = [b for b in listing.backups if b.manifest.get("env") == ctx.env]
+    intact = [b for b in mine if b.intact]
+    broken = [b.id for b in mine if not b.intact]
     doomed = select_for_deletion(
-        [Candidate(b.id, b.finished, b.verified) for b in mine], policy, now
+        [Candidate(b.id, b.finished, b.verified) for b in intact], policy, now
     )
-    stale = [name for name, mtime in partials.items() if now.timestamp() - mtime > 3600]
+    leftovers = listing.leftovers(ctx.env)
     ctx.facts["deleted"] = doomed
-    ctx.facts["kept"] = [b.id for b in mine if b.id not in doomed]
-    ctx.facts["stale_partials"] = stale
-    others = len(backups) - len(mine)
+    ctx.facts["broken"] = broken
+    ctx.facts["kept"] = [b.id for b in intact if b.id not in doomed]
+    ctx.facts["leftovers"] = leftovers
+    others = len(listing.backups) - len(mine)
     tail = f"; {others} of other environments left alone" if others else ""
+    extra = ""
+    if broken:
+        extra += f"; {len(broken)} broken (dump missing or truncated): {', '.join(broken)}"
+    if leftovers:
+        extra += f"; {len(leftovers)} leftover file(s): {', '.join(leftovers)}"
     if ctx.dry_run:
         listed = ", ".join(doomed) or "none"
-        return f"would delete {len(doomed)} of {len(mine)} backup(s): {listed}{tail}"
-    for backup_id_ in doomed:
+        return f"would delete {len(doomed)} of {len(intact)} backup(s): {listed}{extra}{tail}"
+    folder = s.backup_dir.rstrip("/")
+    for backup_id_ in doomed + broken:
         p = paths(s.backup_dir, backup_id_)
         hosts.sh(_db_host(ctx), ["rm", "-f", p["dump"], p["verify"], p["manifest"]])
-    for name in stale:
-        hosts.sh(_db_host(ctx), ["rm", "-f", f"{s.backup_dir.rstrip('/')}/{name}"])
-    return f"deleted {len(doomed)}, kept {len(mine) - len(doomed)}{tail}"
+    for name in leftovers:
+        hosts.sh(_db_host(ctx), ["rm", "-f", f"{folder}/{name}"])
+        ctx.repaired(f"removed {folder}/{name} (a backup run died before its manifest)")
+    due = [d.name for d in _kept_of(ctx) if due_for_drop(d, now)]
+    for name in due:
+        _drop(ctx, name)
+    ctx.facts["dropped_databases"] = due
+    dropped = f"; dropped {', '.join(due)} (retention delay over)" if due else ""
+    return f"deleted {len(doomed)}, kept {len(intact) - len(doomed)}{extra}{dropped}{tail}"
 
 
 # -- procedures ------------------------------------------------------------------------------
@@ -838,12 +1244,16 @@ RESTORE = (
     refuse_other_environment,
     check_checksum,
     check_archive,
+    converge_earlier_restore,
     backup_current_database,
     restore_into_new_database,
     compare_row_counts,
     swap_databases,
+    check_app_on_restored,
+    keep_previous_database,
 )
 PRUNE = (prune_backups,)
+DROP_PREVIOUS = (drop_previous_databases,)
 
 
 def create(ctx: Context) -> Report:
@@ -862,8 +1272,16 @@ def verify(ctx: Context) -> Report:
 
 
 def restore(ctx: Context) -> Report:
-    return run(RESTORE, ctx, on_failure=(drop_restore_leftover,))
+    return run(RESTORE, ctx, on_failure=(leave_one_live_database,), describe_state=_live_state)
+
+
+def _live_state(ctx: Context) -> str:
+    return "; ".join(ctx.facts.get("after_failure") or []) or f"{ctx.settings.db_name} untouched"
 
 
 def prune(ctx: Context) -> Report:
     return run(PRUNE, ctx)
+
+
+def drop_previous(ctx: Context) -> Report:
+    return run(DROP_PREVIOUS, ctx)

@@ -176,15 +176,34 @@ def _converged(ctx: Context) -> bool:
 
 @step()
 def create_backup(ctx: Context) -> str:
-    if ctx.facts.get("converged"):
-        return "skipped: nothing will change"
-    if ctx.dry_run:
-        return f"would back up {ctx.settings.db_name} on {ctx.settings.db_host.name} (pre-deploy)"
-    from cerniq_ops.backup import create_backup as backup
+    """The pre-deploy backup, verified (checksum + `pg_restore --list`; a test restore too with
+    `backup_verify_restore`). A converged deploy still takes it when migrations are pending:
+    then it is the pre-migration backup."""
+    from migrations_runner import pending
 
-    manifest = backup(ctx, "pre-deploy")
-    ctx.facts["backup"] = manifest.get("id")
-    return f"backup {manifest.get('id')} ({manifest.get('size')} bytes)"
+    s = ctx.settings
+    todo = pending(s.db_conninfo(s.require_secret("db_password_env")), s.migrations_path)
+    ctx.facts["pending_migrations"] = [m.label for m in todo]
+    if ctx.facts.get("converged") and not todo:
+        return "skipped: nothing will change (no pending migration)"
+    label = "pre-migration" if ctx.facts.get("converged") else "pre-deploy"
+    if ctx.dry_run:
+        return f"would back up {s.db_name} on {s.db_host.name} ({label}) and verify it"
+    from cerniq_ops.backup import create_backup as backup
+    from cerniq_ops.backup import verify_backup
+
+    manifest = backup(ctx, label)
+    ctx.facts["backup"] = manifest["id"]
+    verified = verify_backup(ctx, manifest, restore=s.backup_verify_restore)
+    return f"backup {manifest['id']} ({manifest['size']} bytes), {verified}"
+
+
+def _backup_dump(ctx: Context) -> Path:
+    """The dump of this run's backup, for the production gate's record; never a placeholder."""
+    taken = ctx.facts.get("backup")
+    if not taken:
+        raise StepFailed("no pre-migration backup was taken in this run; nothing was migrated")
+    return Path(ctx.settings.backup_dir) / f"{taken}.dump"
 
 
 @step()
@@ -218,14 +237,19 @@ def run_migrations(ctx: Context) -> str:
         from cerniq_ops import settings as settings_mod
 
         staging = settings_mod.load("staging", target=s.target)
-        backup_path = Path(str(ctx.facts.get("backup") or "pre-deploy backup"))
         gate = ProductionGate(
             staging=staging.db_conninfo(staging.require_secret("db_password_env")),
             backup_dir=Path(s.backup_dir),
-            backup=lambda *_: backup_path,  # the pre-deploy backup is the pre-migration one
+            backup=lambda *_: _backup_dump(ctx),  # this run's verified backup, taken above
         )
     applied = migrate(
-        conninfo, s.migrations_path, options=options, gate=gate, dry_run=ctx.dry_run, log=ctx.note
+        conninfo,
+        s.migrations_path,
+        options=options,
+        gate=gate,
+        dry_run=ctx.dry_run,
+        log=ctx.note,
+        repaired=ctx.repaired,
     )
     if ctx.dry_run:
         return "planned (see above)"

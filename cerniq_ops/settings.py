@@ -89,7 +89,6 @@ class Settings:
     backup_keep_days: float
     backup_scratch_prefix: str
     backup_max_verified_age_hours: float
-    backup_restore_jobs: int
     pg_bin_dir: str
     db_socket_dir: str
     db_os_user: str
@@ -103,6 +102,8 @@ class Settings:
     backup_compress_level: int
     migrations_dir: str
     migration_backup: str
+    backup_verify_restore: bool
+    restore_keep_previous_hours: float
 
     @property
     def migrations_path(self) -> Path:

@@ -68,11 +68,12 @@ backup_keep_last = 7  # prune keeps the newest N ...
 backup_keep_days = 14.0  # ... and everything younger than this; never the newest verified one
 backup_scratch_prefix = "cerniq_scratch_"  # test-restore and restore databases start with this
 backup_max_verified_age_hours = 26.0  # audits: a verified backup's data must be this recent
-backup_restore_jobs = 2  # pg_restore --jobs
 pg_bin_dir = "/usr/lib/postgresql/15/bin"  # pg_dump, pg_restore, psql on the db host
 db_socket_dir = "/run/postgresql"  # the server's unix socket directory on the db host
 db_os_user = "postgres"  # OS account that owns the cluster (runuser as root, else sudo -n)
 backup_compress_level = 1  # pg_dump --compress (zlib): 1 measured 5x faster than 6, +6% size
+backup_verify_restore = False  # deploys check backups (sha256, pg_restore --list); True: + restore
+restore_keep_previous_hours = 24.0  # restore keeps the replaced database this long (0: drop now)
 
 # Audits (`invoke verify`, docs/runbooks/verify.md): a deploy lock older than this is stale
 # (a run died holding it); backups use backup_max_verified_age_hours above.

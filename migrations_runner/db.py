@@ -22,6 +22,7 @@ class MigrationDB:
         self.transactional = transactional
         self.log = log
         self.done: list[str] = []
+        self.backfilled: dict[str, tuple[int, int]] = {}  # table: (rows, batches) committed
 
     def execute(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:
         cur = self.conn.execute(query, params)  # type: ignore[arg-type]
@@ -66,15 +67,30 @@ class MigrationDB:
                 break
             total += updated
             batches += 1
+            self.backfilled[table] = (total, batches)  # committed: counts for retries, reports
             now = time.monotonic()
             if now - last_report >= progress_every:
                 self.log(_progress(table, total, batches, now - started))
                 last_report = now
             if pause:
                 time.sleep(pause)
+        self.backfilled.pop(table, None)
         self.done.append(f"backfill {table}: {total} rows")
         self.log(_progress(table, total, batches, time.monotonic() - started, done=True))
         return total
+
+    @property
+    def touched(self) -> bool:
+        """Something of this attempt is committed (a statement, or a backfill batch)."""
+        return bool(self.done or self.backfilled)
+
+    def unfinished(self) -> list[str]:
+        """Backfills cut short, as report lines: what their committed batches did."""
+        return [
+            f"backfill {table}: {rows} rows in {batches} batches committed before the failure "
+            "(kept; the re-run resumes after them)"
+            for table, (rows, batches) in self.backfilled.items()
+        ]
 
 
 def _progress(table: str, rows: int, batches: int, elapsed: float, done: bool = False) -> str:

@@ -21,6 +21,12 @@ from cerniq_ops.errors import BadInput
 FILE_RE = re.compile(r"^(?P<version>\d+)_(?P<name>[a-z0-9_]+)\.py$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 VERSION_WIDTH = 4
+TIMEOUT_RE = re.compile(r"^\d+(ms|s|min|h|d)?$")
+CONCURRENT_INDEX_RE = re.compile(
+    r"\bcreate\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?"
+    r"(?:\"([^\"]+)\"|([a-z_][a-z0-9_$]*))",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,8 @@ class Migration:
     checksum: str
     transactional: bool = True
     reversible: bool = True
+    statement_timeout: str | None = None  # the file's own `statement_timeout = "2h"`
+    concurrent_indexes: tuple[str, ...] = ()  # built by CREATE INDEX CONCURRENTLY in up()
 
     @property
     def label(self) -> str:
@@ -74,12 +82,39 @@ def module_flags(source: str, path: Path) -> tuple[bool, bool]:
     return transactional, "down" in functions
 
 
+def module_statement_timeout(source: str, path: Path) -> str | None:
+    """The migration's own `statement_timeout = "2h"` (a literal at module level), or None.
+
+    For statements that legitimately run long (index builds on big tables): it replaces the
+    `migration_statement_timeout` setting for this migration only.
+    """
+    for node in ast.parse(source, filename=str(path)).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "statement_timeout" for t in node.targets
+        ):
+            value = node.value.value if isinstance(node.value, ast.Constant) else None
+            if not isinstance(value, str) or not TIMEOUT_RE.match(value):
+                raise BadInput(
+                    f"{path}:{node.lineno}: `statement_timeout` must be a literal like "
+                    '"30min", "2h" or "0" (no limit)'
+                )
+            return value
+    return None
+
+
+def concurrent_index_names(source: str) -> tuple[str, ...]:
+    """Index names the file builds with CREATE INDEX CONCURRENTLY (what an interrupted build
+    of it can leave INVALID)."""
+    return tuple(dict.fromkeys(a or b for a, b in CONCURRENT_INDEX_RE.findall(source)))
+
+
 def parse_file(path: Path) -> Migration:
     match = FILE_RE.match(path.name)
     if not match:
         raise BadInput(f"{path.name}: migration files are named NNNN_lower_snake_name.py")
     data = path.read_bytes()
-    transactional, reversible = module_flags(data.decode(), path)
+    source = data.decode()
+    transactional, reversible = module_flags(source, path)
     return Migration(
         version=int(match["version"]),
         name=match["name"],
@@ -87,6 +122,8 @@ def parse_file(path: Path) -> Migration:
         checksum=checksum(data),
         transactional=transactional,
         reversible=reversible,
+        statement_timeout=module_statement_timeout(source, path),
+        concurrent_indexes=concurrent_index_names(source),
     )
 
 

@@ -187,7 +187,9 @@ def describe(
             if retries
             else "non-transactional (autocommit): a failure may leave work behind"
         )
+    timeout = m.statement_timeout or statement_timeout
+    own = " (the migration's own)" if m.statement_timeout else ""
     return (
         f"{'apply' if direction == 'up' else 'roll back'} {m.label}: {why}; {how}; "
-        f"lock_timeout {lock_timeout}, statement_timeout {statement_timeout}"
+        f"lock_timeout {lock_timeout}, statement_timeout {timeout}{own}"
     )

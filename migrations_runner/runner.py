@@ -165,6 +165,13 @@ def status(conninfo: Conninfo, migrations_dir: Path) -> list[StatusRow]:
         return status_rows(migrations, read_history(conn))
 
 
+def pending(conninfo: Conninfo, migrations_dir: Path) -> list[Migration]:
+    """The migrations not applied yet (read only: no lock, nothing created)."""
+    migrations = discover(migrations_dir)
+    with connect(conninfo) as conn:
+        return list(make_plan(migrations, read_history(conn)).pending)
+
+
 def verify(conninfo: Conninfo, migrations_dir: Path) -> VerifyReport:
     """Checksums of applied files, applied versions without a file, INVALID indexes."""
     migrations = discover(migrations_dir)
@@ -200,9 +207,17 @@ def migrate(
     gate: ProductionGate | None = None,
     dry_run: bool = False,
     log: Log = say,
+    repaired: Log | None = None,
 ) -> list[Migration]:
-    """Apply the pending migrations (up to TARGET) in version order; return those applied."""
+    """Apply the pending migrations (up to TARGET) in version order; return those applied.
+
+    What a killed earlier run left is put right and told to REPAIRED (default: a `repaired:`
+    log line): an INVALID index of a pending migration's interrupted CONCURRENTLY build is
+    dropped so the migration builds it again. The history table and the advisory lock cover
+    the rest (a killed transactional migration rolled back; a backfill resumes).
+    """
     options = options or RunOptions()
+    repaired = repaired or (lambda line: log(f"repaired: {line}"))
     migrations = discover(migrations_dir)
     with connect(conninfo) as conn:
         if dry_run:
@@ -216,7 +231,7 @@ def migrate(
                 log("database is up to date: no pending migrations")
                 return []
             _check_lint(todo)
-            _check_invalid_indexes(conn)
+            _repair_invalid_indexes(conn, todo, repaired)
             log(f"pending: {', '.join(m.label for m in todo)}")
             if gate:
                 _production_gate(conn, conninfo, migrations, gate, options.actor, log)
@@ -282,7 +297,14 @@ def _dry_run_migrate(
         return []
     _check_lint(todo)
     for bad in invalid_indexes(conn):
-        log(f"dry run: migrate would stop: {bad.describe()}")
+        owner = _builder(bad, todo)
+        if owner:
+            log(
+                f"dry run: would drop {bad.schema}.{bad.index} (INVALID, left by an interrupted "
+                f"build of {owner.label}) and build it again"
+            )
+        else:
+            log(f"dry run: migrate would stop: {bad.describe()}")
     if gate:
         if gate.skip_staging_reason:
             log(f"dry run: staging check skipped: {gate.skip_staging_reason}")
@@ -312,12 +334,31 @@ def _check_lint(todo: Sequence[Migration]) -> None:
         )
 
 
-def _check_invalid_indexes(conn: psycopg.Connection[Any]) -> None:
-    bad = invalid_indexes(conn)
-    if bad:
+def _builder(bad: InvalidIndex, todo: Sequence[Migration]) -> Migration | None:
+    """The pending migration whose CONCURRENTLY build makes BAD (it left it INVALID)."""
+    return next((m for m in todo if bad.index in m.concurrent_indexes), None)
+
+
+def _repair_invalid_indexes(
+    conn: psycopg.Connection[Any], todo: Sequence[Migration], repaired: Log
+) -> None:
+    """Drop INVALID indexes a pending migration builds (its interrupted build left them);
+    refuse on any other INVALID index (nobody here knows what it is for)."""
+    unknown = []
+    for bad in invalid_indexes(conn):
+        owner = _builder(bad, todo)
+        if owner is None:
+            unknown.append(bad)
+            continue
+        conn.execute(sql.drop_invalid_index(bad.schema, bad.index))
+        repaired(
+            f"dropped INVALID index {bad.schema}.{bad.index} on {bad.table}, left by an "
+            f"interrupted build of {owner.label}; it is built again"
+        )
+    if unknown:
         raise StepFailed(
             "found "
-            + "; ".join(b.describe() for b in bad)
+            + "; ".join(b.describe() for b in unknown)
             + " (left by a failed CREATE INDEX CONCURRENTLY; `IF NOT EXISTS` would keep it "
             "invalid); nothing was run"
         )
@@ -350,10 +391,12 @@ def _run(
     """Run M's up() or down(), retrying a transactional one after a lock timeout."""
     fn = m.function(direction)
     verb = "apply" if direction == "up" else "roll back"
+    timeout = m.statement_timeout or options.statement_timeout
+    own = f", statement_timeout {timeout} (the migration's own)" if m.statement_timeout else ""
     for attempt in range(options.retries + 1):
-        log(f"{verb} {m.label} ({'transactional' if m.transactional else 'autocommit'})")
+        log(f"{verb} {m.label} ({'transactional' if m.transactional else 'autocommit'}{own})")
         db = MigrationDB(conn, transactional=m.transactional, log=log)
-        conn.execute(sql.SET_TIMEOUTS, [options.lock_timeout, options.statement_timeout])
+        conn.execute(sql.SET_TIMEOUTS, [options.lock_timeout, timeout])
         started = time.monotonic()
         try:
             if m.transactional:
@@ -366,7 +409,7 @@ def _run(
         except pg_errors.LockNotAvailable as exc:
             # A transaction rolled back, or an autocommit migration that changed nothing yet
             # (no statement done, no INVALID index left), can simply run again.
-            untouched = m.transactional or (not db.done and not invalid_indexes(conn))
+            untouched = m.transactional or (not db.touched and not invalid_indexes(conn))
             if untouched and attempt < options.retries:
                 delay = options.backoff * 2**attempt
                 undone = "rolled back" if m.transactional else "nothing was done yet"
@@ -418,13 +461,16 @@ def _fail(
     else:
         for stmt in db.done:
             log(f"  completed before the failure (still applied): {stmt[:120]}")
+        for line in db.unfinished():
+            log(f"  {line}")
         leftovers = invalid_indexes(conn) if not conn.closed else []
         for bad in leftovers:
             log(f"  left behind: {bad.describe()}")
         cleanup = " ".join(sql.drop_invalid_index(b.schema, b.index) for b in leftovers)
+        partial = "".join(f"; {line}" for line in db.unfinished())
         state = (
             f"it is non-transactional: {len(db.done)} statement(s) before the failure stayed "
-            f"applied and schema_migrations has no change for it"
+            f"applied{partial} and schema_migrations has no change for it"
             + (f"; left behind INVALID index(es), clean with: {cleanup}" if leftovers else "")
             + "; make its statements re-runnable (IF NOT EXISTS) and re-run"
         )

@@ -65,7 +65,13 @@ def list_(c, env, json=False, check=False):
     report = backup.list_(_context(env, "list", dry_run=False, json=True))
     facts = report.facts
     if json:
-        emit_json({"backups": facts["backups"], "verified": facts["verified"]})
+        emit_json(
+            {
+                "backups": facts["backups"],
+                "verified": facts["verified"],
+                "leftovers": facts["leftovers"],
+            }
+        )
     else:
         rows = [
             (
@@ -80,6 +86,8 @@ def list_(c, env, json=False, check=False):
             for b in facts["backups"]
         ]
         say(table(["id", "label", "env", "version", "bytes", "finished", "state"], rows))
+        for name in facts["leftovers"]:
+            say(f"leftover {name}: a backup run died before its manifest; backup.prune removes it")
         fresh = facts["verified"]
         if fresh["newest_verified"]:
             say(f"newest verified: {fresh['newest_verified']} ({fresh['age_hours']} h old)")
@@ -133,7 +141,10 @@ def restore(c, id, env, confirm=None, allow_other_env=False, dry_run=False, json
     if json:
         _emit(report)
     elif not dry_run:
-        say(f"{env} restored from {id}; before it: backup {report.facts['pre_restore_backup']}")
+        facts = report.facts
+        kept = f", and the database {facts['previous_kept']}" if facts.get("previous_kept") else ""
+        before = facts["pre_restore_backup"]
+        say(f"{env} restored from {id}; the data before it: backup {before}{kept}")
 
 
 @task(
@@ -156,8 +167,33 @@ def prune(c, env, keep_last=None, keep_days=None, dry_run=False, json=False):
     if json:
         _emit(report)
     elif not dry_run:
-        for name in report.facts["deleted"]:
+        for name in report.facts["deleted"] + report.facts["broken"]:
             say(f"deleted {name}")
+        for name in report.facts["dropped_databases"]:
+            say(f"dropped database {name}")
+
+
+@task(
+    name="drop-previous",
+    help={
+        "env": ENV_HELP,
+        "confirm": 'the typed confirmation "DROP PREVIOUS <env>" when not at a terminal',
+        "dry_run": DRY_HELP,
+        "json": JSON_HELP,
+    },
+)
+@cli
+def drop_previous(c, env, confirm=None, dry_run=False, json=False):
+    """Drop the databases restores kept (the data a restore replaced) before their delay ends."""
+    settings.load(env)
+    if not dry_run:
+        require(f"DROP PREVIOUS {env}", confirm, f"drop the databases restores kept on {env}")
+    report = backup.drop_previous(_context(env, "drop-previous", dry_run=dry_run, json=json))
+    if json:
+        _emit(report)
+    elif not dry_run:
+        for name in report.facts["dropped_databases"]:
+            say(f"dropped database {name}")
 
 
 def _number(value, flag: str, kind):

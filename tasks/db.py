@@ -13,7 +13,7 @@ from typing import Any
 from invoke import task
 
 import migrations_runner as mr
-from cerniq_ops import settings
+from cerniq_ops import deploy_lock, settings
 from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.output import emit_json, say, table
 from tasks._cli import cli
@@ -64,13 +64,15 @@ def _backup_function(s: settings.Settings) -> Callable[..., Path]:
 
     def on_db_host(conninfo: Any, backup_dir: Path, label: str) -> Path:
         from cerniq_ops import hosts
-        from cerniq_ops.backup import create_backup
+        from cerniq_ops.backup import create_backup, verify_backup
         from cerniq_ops.procedure import Context
 
         targets = [s.db_host, *s.app_hosts[:1]]
         with hosts.session(s, targets) as state:
             ctx = Context(s, "db.migrate", state=state, locking=False, progress=say)
             manifest = create_backup(ctx, "pre-migration")
+            verified = verify_backup(ctx, manifest, restore=s.backup_verify_restore)
+            say(f"pre-migration backup {manifest['id']}: {verified}")
         return Path(s.backup_dir) / f"{manifest['id']}.dump"
 
     return on_db_host
@@ -134,7 +136,7 @@ def migrate(
     migrations_dir=None,
 ):
     """Lint, verify checksums, then apply ENV's pending migrations (production: staging first,
-    then a pre-migration backup)."""
+    then a pre-migration backup). Holds ENV's deploy lock."""
     s = settings.load(env)
     if skip_staging_check != bool(reason):
         raise BadInput('--skip-staging-check and --reason "..." go together (the reason is kept)')
@@ -148,14 +150,19 @@ def migrate(
             skip_staging_reason=reason,
             backup=_backup_function(s),
         )
-    applied = mr.migrate(
-        _conninfo(s),
-        _dir(migrations_dir),
-        options=_options(s, lock_wait),
-        target=_version(to, "--to"),
-        gate=gate,
-        dry_run=dry_run,
-    )
+    target = _version(to, "--to")
+    if dry_run:
+        mr.migrate(_conninfo(s), _dir(migrations_dir), options=_options(s, lock_wait),
+                   target=target, gate=gate, dry_run=True)  # fmt: skip
+        return
+    with deploy_lock.held(s, "db.migrate"):
+        applied = mr.migrate(
+            _conninfo(s),
+            _dir(migrations_dir),
+            options=_options(s, lock_wait),
+            target=target,
+            gate=gate,
+        )
     if applied:
         say(f"{s.env}: applied {len(applied)} migration(s), newest {applied[-1].label}")
 
@@ -175,22 +182,25 @@ def migrate(
 def rollback(
     c, env, steps=None, to=None, dry_run=False, confirm=None, lock_wait=60, migrations_dir=None
 ):
-    """Run down() of ENV's newest applied migrations (production: backup first)."""
+    """Run down() of ENV's newest applied migrations (production: backup first). Holds ENV's
+    deploy lock."""
     s = settings.load(env)
     production = s.env == "production"
     if production:
         _require_confirm(s, confirm, dry_run)
-    done = mr.rollback(
-        _conninfo(s),
-        _dir(migrations_dir),
-        steps=_version(steps, "--steps"),
-        to=_version(to, "--to"),
-        options=_options(s, lock_wait),
-        backup_dir=Path(s.backup_dir) if production else None,
-        backup_label=f"{s.env}-rollback",
-        backup=_backup_function(s),
-        dry_run=dry_run,
-    )
+    arguments = {
+        "steps": _version(steps, "--steps"),
+        "to": _version(to, "--to"),
+        "options": _options(s, lock_wait),
+        "backup_dir": Path(s.backup_dir) if production else None,
+        "backup_label": f"{s.env}-rollback",
+        "backup": _backup_function(s),
+    }
+    if dry_run:
+        mr.rollback(_conninfo(s), _dir(migrations_dir), dry_run=True, **arguments)
+        return
+    with deploy_lock.held(s, "db.rollback"):
+        done = mr.rollback(_conninfo(s), _dir(migrations_dir), **arguments)
     if done:
         say(f"{s.env}: rolled back {', '.join(m.label for m in done)}")
 

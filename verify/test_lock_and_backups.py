@@ -24,7 +24,8 @@ def test_deploy_lock(host, settings, detail):
 
 @pytest.mark.hosts("db_primary")
 def test_backup(host, spec, settings, detail):
-    """The newest backup is younger than backup_max_verified_age_hours, and a verified one too."""
+    """A verified backup (dump still whole) younger than backup_max_verified_age_hours, the
+    newest one not broken, and no file left by a backup run that died."""
     from cerniq_ops import backup
 
     listing = host.run(shlex.join(backup.listing_argv(settings.backup_dir)))
@@ -32,12 +33,13 @@ def test_backup(host, spec, settings, detail):
         pytest.fail(
             f"cannot list {settings.backup_dir}: {listing.stderr.strip()[:120]}", pytrace=False
         )
-    backups, _ = backup.parse_listing(listing.stdout)
+    found = backup.parse_listing(listing.stdout)
     problems, summary = ac.backup_problems(
-        backups,
+        found.backups,
         settings.env,
         f"{settings.backup_dir} on {spec.name}",
         datetime.now(UTC),
         settings.backup_max_verified_age_hours,
+        found.leftovers(settings.env),
     )
     problems_or_pass(problems, detail, summary)

@@ -246,15 +246,77 @@ def test_non_transactional_failure_says_what_is_left_and_how_to_clean_it(
     assert log.has("left behind: INVALID index public.idx_t_x_unique on t")
     assert history(pg_db) == [1]
 
-    # the next run finds the leftover and refuses before running anything
-    with pytest.raises(StepFailed, match="found INVALID index public.idx_t_x_unique on t"):
-        migrate(pg_db, tmp_path, options=FAST, log=Lines())
+    # the next run drops the INVALID index its own pending migration builds, and builds again
     assert not verify(pg_db, tmp_path).ok
+    again = Lines()
+    with pytest.raises(StepFailed, match="could not create unique index"):
+        migrate(pg_db, tmp_path, options=FAST, log=again)
+    assert again.has(
+        "repaired: dropped INVALID index public.idx_t_x_unique on t, left by an interrupted "
+        "build of 0002 indexes; it is built again"
+    )
 
-    query(pg_db, cleanup)
     query(pg_db, "DELETE FROM t WHERE ctid = (SELECT max(ctid) FROM t)")
-    assert [m.version for m in migrate(pg_db, tmp_path, options=FAST, log=Lines())] == [2]
+    fixed = Lines()
+    assert [m.version for m in migrate(pg_db, tmp_path, options=FAST, log=fixed)] == [2]
+    assert fixed.has("repaired: dropped INVALID index public.idx_t_x_unique")
     assert query(pg_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
+    assert verify(pg_db, tmp_path).ok
+
+
+def test_an_invalid_index_no_pending_migration_builds_is_refused(
+    pg_db: dict, tmp_path: Path
+) -> None:
+    query(pg_db, "CREATE TABLE u (x int); INSERT INTO u VALUES (1), (1)")
+    with pytest.raises(psycopg.Error):
+        query(pg_db, "CREATE UNIQUE INDEX CONCURRENTLY idx_someone_elses ON u (x)")
+    write_migration(tmp_path, "0001_table.py", up_sql("CREATE TABLE t (x int)"))
+    with pytest.raises(StepFailed, match="found INVALID index public.idx_someone_elses on u"):
+        migrate(pg_db, tmp_path, options=FAST, log=Lines())
+    assert history(pg_db) == []
+
+
+def test_a_migration_raises_its_own_statement_timeout(pg_db: dict, tmp_path: Path) -> None:
+    short = RunOptions(lock_timeout="2s", statement_timeout="200ms", lock_wait=10, actor="t")
+    write_migration(tmp_path, "0001_slow.py", up_sql("SELECT pg_sleep(0.6)"))
+    with pytest.raises(StepFailed, match="canceling statement due to statement timeout"):
+        migrate(pg_db, tmp_path, options=short, log=Lines())
+    (tmp_path / "0001_slow.py").unlink()
+    write_migration(
+        tmp_path,
+        "0001_slow.py",
+        'statement_timeout = "5s"\n\n\n' + up_sql("SELECT pg_sleep(0.6)", "SHOW statement_timeout"),
+    )
+    log = Lines()
+    assert [m.version for m in migrate(pg_db, tmp_path, options=short, log=log)] == [1]
+    assert log.has("apply 0001 slow (transactional, statement_timeout 5s (the migration's own))")
+    assert query(pg_db, "SHOW statement_timeout") != [("200ms",)]  # reset after it
+
+
+def test_a_backfill_cut_short_reports_the_rows_it_committed(pg_db: dict, tmp_path: Path) -> None:
+    query(pg_db, "CREATE TABLE b (id int PRIMARY KEY, v int); "
+                 "INSERT INTO b SELECT g, NULL FROM generate_series(1, 50) g")  # fmt: skip
+    write_migration(
+        tmp_path,
+        "0001_fill.py",
+        """
+        transactional = False
+
+
+        def up(db):
+            db.backfill("b", set_="v = CASE WHEN id = 35 THEN 1 / (id - 35) ELSE 1 END",
+                        where="v IS NULL", batch_size=10, pause=0)
+        """,
+    )
+    log = Lines()
+    with pytest.raises(StepFailed) as exc:
+        migrate(pg_db, tmp_path, options=FAST, log=log)
+    expected = (
+        "backfill b: 30 rows in 3 batches committed before the failure "
+        "(kept; the re-run resumes after them)"
+    )
+    assert expected in str(exc.value) and log.has(expected)
+    assert query(pg_db, "SELECT count(*) FROM b WHERE v = 1") == [(30,)]
 
 
 @pytest.mark.parametrize(

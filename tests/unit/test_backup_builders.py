@@ -30,6 +30,8 @@ def test_backup_id_names_time_env_and_label_and_never_reuses_one():
     assert backup.backup_id(NOW, "staging", "manual", taken) == "20261128T231500Z-staging-manual-3"
     for made in (backup.backup_id(NOW, "staging", "manual", taken), "20261128T231500Z-x-pre-x"):
         assert backup.check_id(made) == made
+    assert backup.id_env("20261128T231500Z-staging-manual-3") == "staging"
+    assert backup.id_env("backup_pre_migration_x") is None
 
 
 @pytest.mark.parametrize("label", ["nightly", "", "pre deploy", "../x"])
@@ -39,7 +41,15 @@ def test_unknown_label_is_refused_with_the_choices(label):
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "latest", "../../etc/passwd", "20261128T231500Z-prod-x; rm -rf /", "2026-x"]
+    "bad",
+    [
+        "",
+        "latest",
+        "../../etc/passwd",
+        "20261128T231500Z-prod-x; rm -rf /",
+        "2026-x",
+        "20261128T231500Z-prod-x\n",
+    ],
 )
 def test_ids_that_could_escape_the_backup_dir_are_refused(bad):
     with pytest.raises(BadInput, match="invalid backup id"):
@@ -67,13 +77,70 @@ def test_pg_dump_runs_as_postgres_over_the_socket_with_the_snapshot_and_no_passw
     assert backup.as_db_superuser(prod) == ["sudo", "-n", "-u", "postgres", "--"]  # ssh: deploy
 
 
-def test_pg_restore_stops_at_the_first_error_and_uses_the_jobs_setting(prod):
-    assert backup.pg_restore_argv(prod, "/backup/ID.dump", "scratch") == [
+def test_pg_restore_reads_the_archive_from_the_login_users_shell_and_stops_at_the_first_error(
+    prod,
+):
+    assert backup.pg_restore_argv(prod, "scratch") == [
         "sudo", "-n", "-u", "postgres", "--",
-        "/usr/lib/postgresql/15/bin/pg_restore", "--exit-on-error", "--no-password", "--jobs=2",
-        "-h", "/run/postgresql", "-p", "64032", "--dbname=scratch", "/backup/ID.dump",
+        "/usr/lib/postgresql/15/bin/pg_restore", "--exit-on-error", "--no-password",
+        "-h", "/run/postgresql", "-p", "64032", "--dbname=scratch",
     ]  # fmt: skip
-    assert backup.pg_restore_list_argv(prod, "/b/x.dump")[-2:] == ["--list", "/b/x.dump"]
+    root = dataclasses.replace(prod, ssh_user="root")
+    assert backup.from_file_argv("/backup/ID.dump", backup.pg_restore_list_argv(root)) == [
+        "sh", "-c", 'exec "$@" < "$0"', "/backup/ID.dump",
+        "runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_restore", "--list",
+    ]  # fmt: skip
+    assert backup.pg_restore_list_argv(prod) == [
+        "sudo", "-n", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_restore", "--list",
+    ]  # fmt: skip
+
+
+def test_cluster_owner_runs_exactly_pg_dump_pg_restore_and_psql(prod):
+    assert backup.cluster_owner_programs(prod) == [
+        "/usr/lib/postgresql/15/bin/pg_dump",
+        "/usr/lib/postgresql/15/bin/pg_restore",
+        "/usr/lib/postgresql/15/bin/psql",
+    ]
+    root = dataclasses.replace(prod, ssh_user="root")
+    for s, prefix in (
+        (prod, backup.as_db_superuser(prod)),
+        (root, ["runuser", "-u", "postgres", "--"]),
+    ):
+        run_as_owner = [
+            backup.pg_dump_argv(s),
+            backup.pg_restore_argv(s, "x"),
+            backup.pg_restore_list_argv(s),
+            backup.psql_argv(s, "postgres", "SELECT 1"),
+        ]
+        for argv in run_as_owner:  # nothing else ever runs as the cluster owner
+            assert argv[: len(prefix)] == prefix
+            assert argv[len(prefix)] in backup.cluster_owner_programs(s)
+
+
+def test_an_id_is_reserved_on_the_host_exclusively_and_published_without_replacing(prod):
+    p = backup.paths("/backup", "20261128T231500Z-production-manual")
+    assert backup.reserve_argv(p) == [
+        "sh", "-c",
+        'umask 077; set -C; true > "$0" 2>/dev/null || exit 3; '
+        'if [ -e "$1" ] || [ -e "$2" ]; then rm -f "$0"; exit 3; fi',
+        "/backup/20261128T231500Z-production-manual.dump.partial",
+        "/backup/20261128T231500Z-production-manual.dump",
+        "/backup/20261128T231500Z-production-manual.manifest.json",
+    ]  # fmt: skip
+    assert backup.publish_argv(p) == [
+        "sh", "-c", 'ln "$0" "$1" && rm -f "$0"',
+        "/backup/20261128T231500Z-production-manual.dump.partial",
+        "/backup/20261128T231500Z-production-manual.dump",
+    ]  # fmt: skip
+
+
+def test_the_snapshot_session_cannot_be_ended_by_an_idle_timeout():
+    assert backup.SNAPSHOT_SESSION == (
+        "SET idle_in_transaction_session_timeout = 0",
+        "SET statement_timeout = 0",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    )
+    assert backup.KEEPALIVES["keepalives"] == 1
 
 
 def test_dump_to_file_is_one_argv_with_the_path_never_spliced_into_the_script():
@@ -111,15 +178,45 @@ def test_database_sql_quotes_names_and_copies_owner_encoding_locale():
 
 
 def test_swap_closes_the_live_database_then_renames_both_in_one_transaction():
-    statements = backup.swap_databases_statements("cerniq", "restored", "old")
+    record = {"cerniq": "previous", "state": "swapped"}
+    statements = backup.swap_databases_statements("cerniq", "restored", "old", record)
     assert statements[0] == 'ALTER DATABASE "cerniq" ALLOW_CONNECTIONS false'
     assert "pg_terminate_backend" in statements[1] and "RAISE EXCEPTION" in statements[1]
     assert statements[2:] == [
         "BEGIN",
         'ALTER DATABASE "cerniq" RENAME TO "old"',
         'ALTER DATABASE "restored" RENAME TO "cerniq"',
+        'ALTER DATABASE "cerniq" ALLOW_CONNECTIONS true',
+        """COMMENT ON DATABASE "old" IS '{"cerniq": "previous", "state": "swapped"}'""",
+        'COMMENT ON DATABASE "cerniq" IS NULL',
         "COMMIT",
     ]
+
+
+def test_databases_are_read_with_their_cerniq_records_only():
+    record = {"cerniq": "previous", "of": "cerniq", "state": "kept", "drop_after": "x"}
+    rows = [
+        {"name": "cerniq", "allow": False, "comment": "the app's database"},
+        {"name": "cerniq_previous_20261128t231500z", "allow": False, "comment": json.dumps(record)},
+        {"name": "other", "allow": True, "comment": json.dumps({"cerniq": "unknown"})},
+    ]
+    assert backup.parse_databases("noise\n" + json.dumps(rows)) == [
+        backup.Database("cerniq", False, None),
+        backup.Database("cerniq_previous_20261128t231500z", False, record),
+        backup.Database("other", True, None),
+    ]
+    assert backup.kept_name("cerniq", "previous", NOW) == "cerniq_previous_20261128t231500z"
+
+
+def test_a_kept_database_is_due_only_when_kept_and_its_delay_is_over():
+    def db(state, drop_after):
+        return backup.Database("x", False, {"cerniq": "previous", "state": state,
+                                            "drop_after": drop_after})  # fmt: skip
+
+    assert backup.due_for_drop(db("kept", "2026-11-28T23:00:00Z"), NOW)
+    assert not backup.due_for_drop(db("kept", "2026-11-29T00:00:00Z"), NOW)
+    assert not backup.due_for_drop(db("swapped", "2026-11-28T23:00:00Z"), NOW)  # unconfirmed
+    assert not backup.due_for_drop(backup.Database("cerniq", True), NOW)
 
 
 def test_scratch_names_are_lower_case_identifiers_within_63_bytes():
@@ -208,11 +305,44 @@ def test_parse_listing_joins_manifests_verifications_and_dumps_newest_first():
             "D\tbackup_pre_migration_x.dump\t5 1764000002",
         ]
     )
-    backups, partials = backup.parse_listing(text)
-    assert [b.id for b in backups] == [new["id"], old["id"]]
-    assert [b.state for b in backups] == ["dump missing", "verified"]
-    assert backups[0].verified is False  # its verification was of another file
-    assert partials == {f"{new['id']}.dump.partial": 1764000001}
+    found = backup.parse_listing(text)
+    assert [b.id for b in found.backups] == [new["id"], old["id"]]
+    assert [b.state for b in found.backups] == ["dump missing", "verified"]
+    assert found.backups[0].verified is False  # its verification was of another file
+    assert found.partials == {f"{new['id']}.dump.partial": 1764000001}
+    assert found.orphans == {}
+
+
+def test_a_dump_without_manifest_is_an_orphan_of_the_environment_its_id_names():
+    text = "\n".join(
+        [
+            "D\t20261101T000000Z-staging-manual.dump\t10 1764000000",
+            "D\t20261101T000000Z-production-pre-deploy.dump\t10 1764000000",
+            "D\t20261101T000000Z-staging-manual-2.dump.partial\t3 1764000001",
+            "D\tbackup_pre_migration_x.dump\t5 1764000002",  # not ours: never touched
+        ]
+    )
+    found = backup.parse_listing(text)
+    assert found.backups == []
+    assert found.leftovers("staging") == [
+        "20261101T000000Z-staging-manual-2.dump.partial",
+        "20261101T000000Z-staging-manual.dump",
+    ]
+    assert found.leftovers("production") == ["20261101T000000Z-production-pre-deploy.dump"]
+
+
+def test_a_verified_backup_whose_dump_is_gone_or_truncated_is_not_verified():
+    manifest = _manifest("20261128T000000Z-staging-manual", "2026-11-28T00:00:00Z", size=10)
+    ok = {"ok": True, "sha256": "s1"}
+    assert backup.BackupInfo(manifest, ok, 10).verified
+    assert not backup.BackupInfo(manifest, ok, None).verified
+    assert not backup.BackupInfo(manifest, ok, 4).verified
+    assert backup.BackupInfo(manifest, ok, 4).state == "size differs"
+    assert backup.verified_freshness([backup.BackupInfo(manifest, ok, None)], NOW, 26) == {
+        "newest_verified": None,
+        "age_hours": None,
+        "fresh": False,
+    }
 
 
 def _candidates(*specs):
@@ -272,10 +402,13 @@ def test_procedures_are_step_tuples_read_like_the_runbook():
         "refuse_other_environment",
         "check_checksum",
         "check_archive",
+        "converge_earlier_restore",
         "backup_current_database",
         "restore_into_new_database",
         "compare_row_counts",
         "swap_databases",
+        "check_app_on_restored",
+        "keep_previous_database",
     ]
     assert [s.__name__ for s in backup.VERIFY][1:4] == [
         "check_checksum",

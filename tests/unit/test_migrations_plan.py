@@ -206,3 +206,41 @@ def test_backup_file_name_is_safe_and_timestamped() -> None:
     assert backup_file_name("prod/../x y", datetime(2025, 1, 2, 3, 4, 5)) == (
         "backup_pre_migration_prod-..-x-y_20250102_030405.dump"
     )
+
+
+def test_a_migration_can_raise_its_own_statement_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "0400_big_index.py"
+    path.write_text(
+        'transactional = False\nstatement_timeout = "2h"\n\ndef up(db):\n'
+        '    db.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_a ON t (a)")\n'
+        "    db.execute('create unique index concurrently \"Idx B\" on t (b)')\n"
+    )
+    m = parse_file(path)
+    assert (m.statement_timeout, m.concurrent_indexes) == ("2h", ("idx_a", "Idx B"))
+    assert describe(m, "up", "5s", "15min", 0).endswith(
+        "lock_timeout 5s, statement_timeout 2h (the migration's own)"
+    )
+    assert describe(mig(1), "up", "5s", "15min", 0).endswith("statement_timeout 15min")
+
+
+@pytest.mark.parametrize("value", ["'2 hours'", "7200", "'2h; DROP TABLE x'", "TIMEOUT"])
+def test_a_statement_timeout_that_is_not_a_duration_literal_is_bad_input(
+    tmp_path: Path, value: str
+) -> None:
+    path = tmp_path / "0400_x.py"
+    path.write_text(f"statement_timeout = {value}\n\ndef up(db):\n    pass\n")
+    with pytest.raises(BadInput, match=r"0400_x.py:1: `statement_timeout` must be a literal"):
+        parse_file(path)
+
+
+def test_backfill_batches_committed_before_a_failure_are_reported_and_block_retries() -> None:
+    from migrations_runner.db import MigrationDB
+
+    db = MigrationDB(None, transactional=False, log=lambda _: None)  # type: ignore[arg-type]
+    assert not db.touched and db.unfinished() == []
+    db.backfilled["negotiations"] = (3000, 3)
+    assert db.touched  # a lock timeout now must not be retried as if nothing was done
+    assert db.unfinished() == [
+        "backfill negotiations: 3000 rows in 3 batches committed before the failure "
+        "(kept; the re-run resumes after them)"
+    ]

@@ -318,17 +318,19 @@ def test_backup_fresh_and_verified():
 
 def test_backup_none_of_this_env():
     other = backup(timedelta(hours=1), True, env="staging")
-    assert ac.backup_problems([other], "production", WHERE, NOW, 26)[0] == [
-        f"no backup of production in {WHERE}"
-    ]
+    assert ac.backup_problems([other], "production", WHERE, NOW, 26) == (
+        [f"no backup: production has none in {WHERE}; run `invoke backup.create --env production`"],
+        "none",
+    )
 
 
-def test_backup_newest_too_old():
+def test_backup_verified_but_too_old():
     b = backup(timedelta(days=3), True)
     problems, _ = ac.backup_problems([b], "production", WHERE, NOW, 26)
     assert problems == [
-        f"newest backup {b.id} is 3.0 days old (finished {at(timedelta(days=3))}; limit 26 h)"
-        f" in {WHERE}"
+        f"too old: the newest verified backup of production, {b.id}, is 3.0 days old "
+        f"(finished {at(timedelta(days=3))}; limit 26 h) in {WHERE}; run "
+        "`invoke backup.create --env production` and `invoke backup.verify --env production`"
     ]
 
 
@@ -339,25 +341,41 @@ def test_backup_unverified_newest_is_fine_with_a_recent_verified_one():
     assert summary == f"newest {newest.id} (5 min old, not verified); newest verified {older.id}"
 
 
-def test_backup_verified_one_too_old_or_missing():
+def test_backup_no_backup_unverified_and_too_old_are_three_messages():
     newest, older = backup(timedelta(minutes=5), None), backup(timedelta(hours=30), True)
-    assert ac.backup_problems([newest, older], "production", WHERE, NOW, 26)[0] == [
-        f"newest verified backup {older.id} is 30.0 h old (limit 26 h) in {WHERE}"
-    ]
+    too_old = ac.backup_problems([newest, older], "production", WHERE, NOW, 26)[0]
+    assert [p.split(":")[0] for p in too_old] == ["too old"]
     assert ac.backup_problems([newest], "production", WHERE, NOW, 26)[0] == [
-        f"no verified backup of production in {WHERE}; run `invoke backup.verify --env production`"
+        f"unverified: no verified backup of production in {WHERE} (newest {newest.id}: "
+        "not verified); run `invoke backup.verify --env production`"
     ]
+    none = ac.backup_problems([], "production", WHERE, NOW, 26)[0]
+    assert [p.split(":")[0] for p in none] == ["no backup"]
 
 
 def test_backup_failed_verification_or_lost_dump():
     failed = backup(timedelta(hours=1), False)
     lost = backup(timedelta(hours=1), True, size=None)
+    truncated = backup(timedelta(hours=1), True, size=4)
     assert ac.backup_problems([failed], "production", WHERE, NOW, 26)[0][0] == (
         f"newest backup {failed.id}: verify failed in {WHERE}"
     )
-    assert ac.backup_problems([lost], "production", WHERE, NOW, 26)[0][0] == (
-        f"newest backup {lost.id}: dump missing in {WHERE}"
-    )
+    for broken, state in ((lost, "dump missing"), (truncated, "size differs")):
+        # its verification no longer counts: the file it proved is gone or cut short
+        assert ac.backup_problems([broken], "production", WHERE, NOW, 26)[0] == [
+            f"newest backup {broken.id}: {state} in {WHERE}",
+            f"unverified: no verified backup of production in {WHERE} (newest {broken.id}: "
+            f"{state}); run `invoke backup.verify --env production`",
+        ]
+
+
+def test_backup_leftovers_of_a_dead_run_are_flagged():
+    b = backup(timedelta(hours=2), True)
+    orphan = "20261128T000000Z-production-pre-deploy.dump"
+    assert ac.backup_problems([b], "production", WHERE, NOW, 26, [orphan])[0] == [
+        f"leftover {orphan} in {WHERE} (a backup run died before its manifest); "
+        "`invoke backup.prune --env production` removes it"
+    ]
 
 
 # -- audit log -------------------------------------------------------------------------------
