@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -244,6 +245,27 @@ def _take_lock(ctx: Context) -> None:
         ctx.progress(f"      {previous}; this run converges from what it left")
     ctx.heartbeat = Heartbeat(ctx)
     ctx.heartbeat.start()
+
+
+@contextmanager
+def locked(ctx: Context) -> Iterator[None]:
+    """Hold CTX's deploy lock around a change made outside `run` (db.migrate, db.rollback),
+    with what `run` gives its steps: heartbeat, journal, the previous run's death notice,
+    SIGTERM as an exception, and the release whatever ends the block. Needs ctx.state."""
+    with signals.terminate_raises():
+        _take_lock(ctx)
+        try:
+            journal.mark(ctx, ctx.procedure)
+            yield
+        except BaseException as exc:
+            with signals.held_off(ctx.progress):
+                journal.finish(ctx, "failed", describe_exception(exc))
+            raise
+        else:
+            journal.finish(ctx, "ok", "")
+        finally:
+            with signals.held_off(ctx.progress):
+                _release_lock(ctx)
 
 
 def _release_lock(ctx: Context) -> None:

@@ -14,6 +14,7 @@ from invoke import task
 
 import migrations_runner as mr
 from cerniq_ops import deploy_lock, settings
+from cerniq_ops.deploy_inputs import number
 from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.output import emit_json, say, table
 from tasks._cli import cli
@@ -119,7 +120,7 @@ def status(c, env, json=False, migrations_dir=None):
         "skip_staging_check": "production: do not require the migrations applied on staging",
         "reason": "why the staging check is skipped (recorded in schema_migrations_events)",
         "confirm": "the typed confirmation the environment needs (production)",
-        "lock_wait": "seconds to wait for another runner's migration lock (default 60)",
+        "lock_wait": "seconds to wait for the deploy lock and a migration lock (default 60)",
         "migrations_dir": DIR_HELP,
     }
 )
@@ -155,7 +156,7 @@ def migrate(
         mr.migrate(_conninfo(s), _dir(migrations_dir), options=_options(s, lock_wait),
                    target=target, gate=gate, dry_run=True)  # fmt: skip
         return
-    with deploy_lock.held(s, "db.migrate"):
+    with deploy_lock.held(s, "db.migrate", wait=number("lock-wait", lock_wait)):
         applied = mr.migrate(
             _conninfo(s),
             _dir(migrations_dir),
@@ -174,7 +175,7 @@ def migrate(
         "to": "roll back every migration above this version (0: all)",
         "dry_run": "list what would be rolled back; change nothing",
         "confirm": "the typed confirmation the environment needs (production)",
-        "lock_wait": "seconds to wait for another runner's migration lock (default 60)",
+        "lock_wait": "seconds to wait for the deploy lock and a migration lock (default 60)",
         "migrations_dir": DIR_HELP,
     }
 )
@@ -199,7 +200,7 @@ def rollback(
     if dry_run:
         mr.rollback(_conninfo(s), _dir(migrations_dir), dry_run=True, **arguments)
         return
-    with deploy_lock.held(s, "db.rollback"):
+    with deploy_lock.held(s, "db.rollback", wait=number("lock-wait", lock_wait)):
         done = mr.rollback(_conninfo(s), _dir(migrations_dir), **arguments)
     if done:
         say(f"{s.env}: rolled back {', '.join(m.label for m in done)}")

@@ -270,3 +270,19 @@ _original_init = __import__("cerniq_ops.procedure", fromlist=["Heartbeat"]).Hear
 
 def _fast_heartbeat(self, ctx, interval=None):
     _original_init(self, ctx, interval=0.3)
+
+
+def test_a_change_outside_a_run_holds_the_same_lock_and_journal(env):
+    """db.migrate / db.rollback (deploy_lock.held) share the runner's lock handling."""
+    from cerniq_ops import deploy_lock
+
+    s, hosts, root = env
+    with deploy_lock.held(s, "db.migrate") as record:
+        assert lock.status(hosts[APP], s).token == record.token
+        assert read_journal(root)["run"]["step"] == "db.migrate"
+    assert not (root / "deploy.lock").exists() and read_journal(root)["outcome"] == "ok"
+    with pytest.raises(RuntimeError), deploy_lock.held(s, "db.rollback"):
+        raise RuntimeError("migration failed")
+    assert not (root / "deploy.lock").exists()
+    assert read_journal(root)["outcome"] == "failed"
+    assert read_journal(root)["error"] == "unexpected RuntimeError: migration failed"
