@@ -32,7 +32,7 @@ def _options(s: settings.Settings, lock_wait: float) -> mr.RunOptions:
     return mr.RunOptions(
         lock_timeout=s.migration_lock_timeout,
         statement_timeout=s.migration_statement_timeout,
-        lock_wait=float(lock_wait),
+        lock_wait=number("lock-wait", lock_wait, default=60),
     )
 
 
@@ -133,7 +133,7 @@ def migrate(
     skip_staging_check=False,
     reason=None,
     confirm=None,
-    lock_wait=60,
+    lock_wait=None,
     migrations_dir=None,
 ):
     """Lint, verify checksums, then apply ENV's pending migrations (production: staging first,
@@ -156,7 +156,7 @@ def migrate(
         mr.migrate(_conninfo(s), _dir(migrations_dir), options=_options(s, lock_wait),
                    target=target, gate=gate, dry_run=True)  # fmt: skip
         return
-    with deploy_lock.held(s, "db.migrate", wait=number("lock-wait", lock_wait)):
+    with deploy_lock.held(s, "db.migrate", wait=number("lock-wait", lock_wait, default=60)):
         applied = mr.migrate(
             _conninfo(s),
             _dir(migrations_dir),
@@ -181,7 +181,7 @@ def migrate(
 )
 @cli
 def rollback(
-    c, env, steps=None, to=None, dry_run=False, confirm=None, lock_wait=60, migrations_dir=None
+    c, env, steps=None, to=None, dry_run=False, confirm=None, lock_wait=None, migrations_dir=None
 ):
     """Run down() of ENV's newest applied migrations (production: backup first). Holds ENV's
     deploy lock."""
@@ -200,7 +200,7 @@ def rollback(
     if dry_run:
         mr.rollback(_conninfo(s), _dir(migrations_dir), dry_run=True, **arguments)
         return
-    with deploy_lock.held(s, "db.rollback", wait=number("lock-wait", lock_wait)):
+    with deploy_lock.held(s, "db.rollback", wait=number("lock-wait", lock_wait, default=60)):
         done = mr.rollback(_conninfo(s), _dir(migrations_dir), **arguments)
     if done:
         say(f"{s.env}: rolled back {', '.join(m.label for m in done)}")

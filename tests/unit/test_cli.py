@@ -80,6 +80,10 @@ def test_env_show_json_is_machine_readable():
             "error: invalid --watch 'x': expected a number >= 1",
         ),
         (
+            ("db.migrate", "--lock-wait", "abc"),
+            "error: invalid --lock-wait 'abc': expected a number >= 0",
+        ),
+        (
             ("history", "--limit", "abc"),
             "error: invalid --limit 'abc': expected a whole number >= 1",
         ),
