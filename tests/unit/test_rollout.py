@@ -298,3 +298,32 @@ def test_file_digests_compare_with_what_sha256sum_prints():
     out = "\n".join(f"{d}  /opt/cerniq/{p}" for p, d in sorted(want.items()))
     assert deploy.parse_digests(out, "/opt/cerniq/") == want
     assert compose.file_digests(["/opt/cerniq/.env"]) == ["sha256sum", "/opt/cerniq/.env"]
+
+
+def test_a_failure_report_says_what_every_host_runs_for_every_service():
+    from types import SimpleNamespace
+
+    from cerniq_ops.procedure import Context
+
+    s = settings.load("production", target="real")
+    app1, app2 = FakeHost("app1.cerniq.app"), FakeHost("app2.cerniq.app")
+    app1.on("docker ps -a ", Box(2, V2).line("api"))
+    rows = [
+        Box(1, V1, "exited").line("api"),
+        Box(2, V2).line("api"),
+        Box(3, f"{REG}/web:v1.2.0").line("web"),
+        Box(4, f"{REG}/workers:v1.2.0").line("workers"),
+    ]
+    app2.on("docker ps -a ", "\n".join(rows))
+    by_name = {"app1.cerniq.app": app1, "app2.cerniq.app": app2}
+    state = SimpleNamespace(inventory=SimpleNamespace(get_host=by_name.__getitem__))
+    ctx = Context(s, "deploy", state=state)
+    assert deploy.host_versions(ctx) == (
+        "hosts: app1.cerniq.app runs api v1.3.0, web none, workers none; "
+        "app2.cerniq.app runs api v1.3.0 (1 exited), web v1.2.0, workers v1.2.0"
+    )
+    assert app2.commands == [
+        "docker ps -a --filter label=com.docker.compose.project=cerniq --format "
+        '\'{{.ID}} {{.Image}} {{.Label "com.docker.compose.service"}} {{.State}} '
+        "{{if .Status}}{{.Status}}{{end}}'"
+    ]
