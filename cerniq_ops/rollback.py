@@ -87,10 +87,11 @@ def resolve_target(ctx: Context) -> str:
     ctx.facts["from_version"] = (unfinished or {}).get("from_version") or current or None
     if unfinished:
         ctx.facts["incident"] = unfinished
-        ctx.repaired(
-            f"resuming the rollback to {ctx.version} of {unfinished['id']}, which an earlier "
-            "run left unfinished"
-        )
+        line = f"the rollback to {ctx.version} of {unfinished['id']}, which an earlier run left"
+        if ctx.dry_run:
+            ctx.note(f"would resume {line} unfinished")
+        else:
+            ctx.repaired(f"resuming {line} unfinished")
     if ctx.version == current:
         bluegreen = hosts.read_file(ctx.primary, f"{s.app_root}/active-env") is not None
         if bluegreen and not unfinished:
