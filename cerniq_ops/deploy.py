@@ -343,7 +343,7 @@ def _deploy_host(ctx: Context, spec: HostSpec, password: str, timeout: float) ->
         )
         if not ok:
             raise StepFailed(f"{spec.name} is not healthy on {ctx.version}: {last.detail}")
-    except StepFailed:
+    except Exception:  # any failure (the runner reports it): files say what runs first
         match_files(ctx, spec, previous, password)
         raise
     if already and previous != ctx.version:

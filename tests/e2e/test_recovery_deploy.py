@@ -31,6 +31,30 @@ RELEASE = ("lock.release", "--env", "production", "--confirm", "RELEASE producti
 VERSIONS = [f"v1.{minor}.0" for minor in range(1, 10)]
 APP_HOSTS = ("prod-app1", "prod-app2")
 
+# (what, the progress line after which it is killed, seconds after that line)
+DEPLOY_KILLS = [
+    ("after the files changed on host 1", r"prod-app1: \d+ file\(s\) changed", 0.0),
+    ("while a new api replica starts on host 1", r"prod-app1: traefik (running|started)", 0.3),
+    (
+        "while host 1 drains its old api replica",
+        r"prod-app1: api new replica\(s\) healthy",
+        1.0,
+    ),
+    ("between containers replaced and current-version", r"prod-app1: workers: ", 0.0),
+    (
+        "while host 2 drains its old api replica",
+        r"prod-app2: api new replica\(s\) healthy",
+        1.0,
+    ),
+]
+
+
+ROLLBACK_KILLS = [
+    ("while host 1 drains", r"prod-app1: api new replica\(s\) healthy", 1.0),
+    ("when host 1 is done and host 2 starts", r"prod-app2: \d+ file\(s\) changed", 0.0),
+    ("after the redeploy, before the incident is closed", r"\] verify_rollback", 0.0),
+]
+
 
 def prod():
     return settings.load("production")
@@ -112,6 +136,10 @@ def run_killed_then_rerun(args, pattern, delay, testinfra_host, inspect=None):
         rerun = invoke(*args)
         load.wait_for_requests(load.result.total + 100)
     assert rerun.returncode == 0, f"killed run:\n{killed}\nre-run:\n{rerun.stdout}{rerun.stderr}"
+    died = re.findall(r"\[\d+/\d+\] (\w+)", killed)
+    print(f"killed in {died[-1] if died else '-'}; the re-run reported:")
+    for line in re.findall(r"repaired: .*", rerun.stdout) or ["no repairs"]:
+        print(f"  {line}")
     assert load.result.failed == 0, load.result.failures[:5]
     assert load.result.total > 200
     assert_verified_but_backup("production")
@@ -132,22 +160,7 @@ def assert_on(testinfra_host, version: str) -> None:
 
 # -- deploy ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("where", "pattern", "delay"),
-    [
-        ("after the files changed on host 1", r"prod-app1: \d+ file\(s\) changed", 0.0),
-        ("while a new api replica starts on host 1", r"prod-app1: traefik (running|started)", 0.3),
-        (
-            "while host 1 drains its old api replica",
-            r"prod-app1: api new replica\(s\) healthy",
-            1.0,
-        ),
-        ("between containers replaced and current-version", r"prod-app1: workers: ", 0.0),
-        (
-            "while host 2 drains its old api replica",
-            r"prod-app2: api new replica\(s\) healthy",
-            1.0,
-        ),
-    ],
+    ("where", "pattern", "delay"), DEPLOY_KILLS, ids=[k[0] for k in DEPLOY_KILLS]
 )
 def test_a_deploy_killed_during_the_rolling_update_converges_on_the_rerun(
     production, testinfra_host, where, pattern, delay
@@ -193,12 +206,7 @@ def incident_of(testinfra_host, output: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("where", "pattern", "delay"),
-    [
-        ("while host 1 drains", r"prod-app1: api new replica\(s\) healthy", 1.0),
-        ("when host 1 is done and host 2 starts", r"prod-app2: \d+ file\(s\) changed", 0.0),
-        ("after the redeploy, before the incident is closed", r"\] verify_rollback", 0.0),
-    ],
+    ("where", "pattern", "delay"), ROLLBACK_KILLS, ids=[k[0] for k in ROLLBACK_KILLS]
 )
 def test_a_rollback_killed_on_the_way_is_resumed_by_the_rerun(
     production, testinfra_host, where, pattern, delay
