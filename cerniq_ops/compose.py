@@ -12,6 +12,7 @@ Containers are selected by compose labels, never by their names (v1 and v2 name 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import yaml
@@ -143,11 +144,13 @@ def _service(s: Settings, service: str, version: str) -> dict:
     return spec
 
 
-def app_compose(s: Settings, version: str) -> str:
-    """The app for rolling deploys: every service at VERSION, routed ones labelled for Traefik."""
+def app_compose(s: Settings, version: str, versions: Mapping[str, str] | None = None) -> str:
+    """The app for rolling deploys: every service at VERSION (or at VERSIONS[service], for a
+    host left with services on different versions), routed ones labelled for Traefik."""
+    chosen = versions or {}
     doc = {
         "version": "3.7",
-        "services": {svc: _service(s, svc, version) for svc in s.services},
+        "services": {svc: _service(s, svc, chosen.get(svc, version)) for svc in s.services},
         "networks": _external_network(s),
     }
     return _dump(doc)
@@ -183,7 +186,8 @@ def label_filter(project: str, service: str | None = None) -> list[str]:
 def list_containers(
     project: str, service: str | None = None, all_states: bool = False
 ) -> list[str]:
-    """`docker ps` printing `id image service state health` per container of PROJECT/SERVICE."""
+    """`docker ps` printing `id image service state health` per container of PROJECT/SERVICE;
+    with ALL_STATES (`-a`) also the exited, created, restarting and dead ones."""
     fmt = (
         '{{.ID}} {{.Image}} {{.Label "com.docker.compose.service"}} {{.State}} '
         "{{if .Status}}{{.Status}}{{end}}"
@@ -203,6 +207,16 @@ def scale_up(stack: Stack, service: str, replicas: int) -> list[str]:
     return stack.cmd(
         "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service
     )
+
+
+def remove_containers(ids: list[str]) -> list[str]:
+    """Remove containers by ID whatever their state (never by name: v1 and v2 name them apart)."""
+    return ["docker", "rm", "-f", *ids]
+
+
+def file_digests(paths: list[str]) -> list[str]:
+    """`sha256sum` of PATHS (a missing file is reported on stderr and left out)."""
+    return ["sha256sum", *paths]
 
 
 def container_ips(ids: list[str]) -> list[str]:
