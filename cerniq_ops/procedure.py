@@ -58,6 +58,7 @@ class Context:
     locking: bool = True
     held_lock: lock.LockRecord | None = None
     report: Report | None = None  # set when run() ends, failed or not
+    repairs: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> str:
@@ -78,6 +79,11 @@ class Context:
     def note(self, line: str) -> None:
         """A progress line under the current step."""
         self.progress(f"      {line}")
+
+    def repaired(self, line: str) -> None:
+        """Record and print a repair of state an earlier (killed or failed) run left behind."""
+        self.repairs.append(line)
+        self.note(f"repaired: {line}")
 
 
 @dataclass
