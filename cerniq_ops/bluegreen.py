@@ -514,9 +514,9 @@ def begin_change(ctx: Context) -> None:
         ctx.facts.get("previous_version"),
         bool(ctx.options.get("initial")),
     )
+    ctx.facts["switch_started"] = True  # from here on, a failure switches back
     for _, host in _pairs(ctx):
         hosts.write_file(host, _pending_path(s), pending_text(record))
-    ctx.facts["switch_started"] = True  # from here on, a failure switches back
 
 
 # -- steps -------------------------------------------------------------------------------------
