@@ -378,6 +378,17 @@ def color_problems(found: list[Container], s: Settings, color: str, version: str
     return problems
 
 
+def surplus_containers(found: list[Container], s: Settings, version: str) -> list[Container]:
+    """Beside a running container of a service on VERSION's image: its other containers."""
+    extra = []
+    for svc in s.services:
+        mine = [c for c in found if c.service == svc]
+        good = [c for c in mine if c.state == "running" and c.image == s.image(svc, version)]
+        if good:
+            extra += [c for c in mine if c is not good[0]]
+    return extra
+
+
 def describe_containers(found: list[Container]) -> str:
     return ", ".join(
         f"{c.service} {c.id[:12]} ({c.image.rsplit(':', 1)[-1]}, {c.state})" for c in found
@@ -588,9 +599,12 @@ def settle_unfinished(ctx: Context, *, resume: bool) -> str:
         return f"resuming {pending.procedure}: {pending.to} ({pending.version}) is routed"
     if plan.action == "put_back":
         back = routed_name(plan.color) if plan.color else "no blue-green router"
-        apply_routing(ctx, plan.color, None)
-        ctx.facts.pop("written", None)
-        ctx.repaired(f"{was} left {seen}: put back to {back} on every host")
+        if plan.hosts:
+            apply_routing(ctx, plan.color, None)
+            ctx.facts.pop("written", None)
+            ctx.repaired(f"{was} left {seen}: put back to {back} on every host")
+        else:
+            ctx.repaired(f"{was} died before it changed the routing ({seen})")
         color, version, previous = plan.color, pending.previous, pending.version
     else:
         ctx.repaired(f"{was} had switched every host ({seen}): it stands")
@@ -749,7 +763,13 @@ def deploy_idle(ctx: Context) -> str:
             hosts.sh(host, ["docker", "rm", "-f", *(c.id for c in stale)])
             ctx.repaired(f"{spec.name}: removed {describe_containers(stale)} of {idle}")
         hosts.sh(host, stack.cmd("up", "-d", "--remove-orphans"), timeout=900)
-        problems = color_problems(color_containers(host, s, idle), s, idle, ctx.version)
+        found = color_containers(host, s, idle)
+        extra = surplus_containers(found, s, ctx.version)
+        if extra:  # e.g. a replica renamed by a recreate cut short, beside the new one
+            hosts.sh(host, ["docker", "rm", "-f", *(c.id for c in extra)])
+            ctx.repaired(f"{spec.name}: removed {describe_containers(extra)} of {idle}")
+            found = color_containers(host, s, idle)
+        problems = color_problems(found, s, idle, ctx.version)
         if problems:
             raise StepFailed(
                 f"{spec.name}: {'; '.join(problems)} after `up`; traffic stays on "

@@ -136,6 +136,8 @@ def test_a_color_is_one_running_container_per_service_on_the_version(prod):
     assert bluegreen.color_problems(exited, prod, "green", "v2") == [
         "green api: a0 v1 exited, a1 v2 running (want 1 x v2)"
     ]
+    assert bluegreen.surplus_containers(exited, prod, "v2") == [exited[0]]
+    assert bluegreen.surplus_containers([_c("a0", "api", "v1")], prod, "v2") == []
     wrong = [_c("a1", "api", "v2"), _c("w1", "web", "v1")]
     assert bluegreen.color_problems(wrong, prod, "green", "v2") == [
         "green web: w1 v1 running (want 1 x v2)",
