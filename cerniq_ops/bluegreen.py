@@ -570,7 +570,10 @@ def settle_unfinished(ctx: Context, *, resume: bool) -> str:
             ctx.repaired(f"{spec.name}: removed {path}, a write cut short")
     pending = read_pending(ctx)
     if pending is None:
-        return f"no unfinished run; {removed} temporary file(s) removed"
+        followed = _markers_follow_traefik(ctx)
+        return f"no unfinished run; {removed} temporary file(s) removed" + (
+            f"; {followed}" if followed else ""
+        )
     routed, shown = {}, []
     for spec, host in _pairs(ctx):
         try:
@@ -612,6 +615,44 @@ def settle_unfinished(ctx: Context, *, resume: bool) -> str:
     _settle_markers(ctx, color, version, previous, was)
     remove_pending(ctx)
     return f"settled {was}: {routed_name(color) if color else 'no router'} everywhere"
+
+
+def markers_to_repair(markers: Mapping[str, str | None], routed: Mapping[str, str | None]):
+    """The color the markers must say when they disagree with a Traefik that routes one color
+    everywhere (what users see), else None. Only markers that are blue, green or absent, with
+    at least one present, are repaired; anything else stays a refusal (read_active)."""
+    colors = {c for c in COLORS for r in routed.values() if r == routed_name(c)}
+    if len(colors) != 1 or not all(r in map(routed_name, COLORS) for r in routed.values()):
+        return None
+    (color,) = colors
+    values = set(markers.values())
+    if not values <= {*COLORS, None} or values <= {None} or values == {color}:
+        return None
+    return color
+
+
+def _markers_follow_traefik(ctx: Context) -> str | None:
+    """No run record, yet markers that disagree with Traefik (a run of an older release killed
+    between its switch and its markers, or a hand edit): the markers follow what Traefik routes."""
+    s, markers, routed = ctx.settings, {}, {}
+    for spec, host in _pairs(ctx):
+        text = (hosts.read_file(host, f"{s.app_root}/{MARKER}") or "").strip() or None
+        markers[spec.name] = text
+        try:
+            routed[spec.name] = routed_service(host)
+        except StepFailed:
+            return None  # check_traefik says it, with the way out
+    color = markers_to_repair(markers, routed)
+    if color is None:
+        return None
+    spec, host = _pairs(ctx)[0]
+    version, h = color_version(s, host, spec, color)
+    previous, _ = color_version(s, host, spec, other(color))
+    write_markers(ctx, color, version if h.ok else None, previous)
+    seen = ", ".join(f"{n} {MARKER}={v or 'absent'}" for n, v in markers.items())
+    ctx.repaired(f"markers ({seen}) set to {color}, which Traefik routes on every host")
+    ctx.facts.pop("markers_written", None)
+    return f"markers follow Traefik: {color}"
 
 
 def _settle_markers(

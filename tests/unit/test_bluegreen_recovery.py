@@ -116,6 +116,19 @@ def test_the_run_record_round_trips_and_a_garbled_one_is_ignored():
         assert bluegreen.parse_pending(garbled) is None
 
 
+def test_without_a_run_record_markers_follow_a_unanimous_traefik_only_when_valid():
+    green = {APP1: "cerniq-green-first", APP2: "cerniq-green-first"}
+    assert bluegreen.markers_to_repair({APP1: "blue", APP2: "green"}, green) == "green"
+    assert bluegreen.markers_to_repair({APP1: "blue", APP2: None}, green) == "green"
+    assert bluegreen.markers_to_repair({APP1: "green", APP2: "green"}, green) is None
+    assert bluegreen.markers_to_repair({APP1: None, APP2: None}, green) is None  # no marker yet
+    assert bluegreen.markers_to_repair({APP1: "purple", APP2: "green"}, green) is None
+    mixed = {APP1: "cerniq-green-first", APP2: "cerniq-blue-first"}
+    assert bluegreen.markers_to_repair({APP1: "blue", APP2: "blue"}, mixed) is None
+    canary = {APP1: "cerniq-canary", APP2: "cerniq-canary"}
+    assert bluegreen.markers_to_repair({APP1: "blue", APP2: "blue"}, canary) is None
+
+
 def test_temporary_names_and_their_removal_are_exact(prod):
     assert bluegreen.temp_paths(prod)[0] == "/opt/cerniq/.active-env.tmp-cerniq"
     assert bluegreen.temp_paths(prod)[-1] == "/opt/cerniq/traefik/dynamic/.active.yml.tmp-cerniq"
