@@ -598,7 +598,9 @@ def settle_unfinished(ctx: Context, *, resume: bool) -> str:
             switch_started=True,
             written={name: routed_name(pending.to) for name in routed},
         )
-        ctx.repaired(f"{was} had switched every host ({seen}): resuming it from the markers")
+        ctx.repaired(
+            f"{was} had switched every host ({seen}): resuming it (markers, checks, the watch)"
+        )
         return f"resuming {pending.procedure}: {pending.to} ({pending.version}) is routed"
     if plan.action == "put_back":
         back = routed_name(plan.color) if plan.color else "no blue-green router"
@@ -669,6 +671,7 @@ def _settle_markers(
         return
     if color:
         write_markers(ctx, color, version, previous)
+        ctx.facts.pop("markers_written", None)  # settled, not this run's change
     else:  # a first rollout put back: no marker at all, as before it
         for _, host in _pairs(ctx):
             hosts.sh(host, ["rm", "-f", f"{s.app_root}/{MARKER}"])

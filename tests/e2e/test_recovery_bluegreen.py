@@ -163,7 +163,7 @@ def test_killed_bluegreen_deploy_converges_on_rerun_with_zero_failed_requests(
     print("\n".join(repaired))
     assert load.result.failed == 0, load.result.failures[:5]
     assert set(load.result.versions) == {"v1.0.0", "v1.1.0"}
-    assert any("resuming it from the markers" in line for line in repaired), repaired
+    assert any("resuming it (markers, checks, the watch)" in line for line in repaired), repaired
 
 
 SWITCH_KILLS = [
