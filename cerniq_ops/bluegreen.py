@@ -977,6 +977,7 @@ def apply_routing(ctx: Context, active: str | None, weight: int | None) -> float
     for spec, host in _pairs(ctx):
         written[spec.name] = routing_label(active, weight)
         hosts.write_file(host, dynamic_path(s), text)
+        ctx.note(f"{spec.name}: {ROUTER} -> {written[spec.name]} written")
     for spec, host in _pairs(ctx):
         confirm_routing(s, spec, host, active, weight)
     return time.monotonic() - start

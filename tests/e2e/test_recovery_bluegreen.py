@@ -169,6 +169,7 @@ def test_killed_bluegreen_deploy_converges_on_rerun_with_zero_failed_requests(
 SWITCH_KILLS = [
     r"\] check_idle_ready",
     r"\] smoke_idle",
+    r"prod-app1: cerniq-app -> \S+ written",  # between the hosts' writes
     r"\] switch_traffic",
     r"\] update_marker",
     r"\] verify_switch",
@@ -190,7 +191,11 @@ def test_killed_bluegreen_switch_converges_on_rerun_with_zero_failed_requests(
             target = "green" if color == "blue" else "blue"
             args = ("switch", *CONFIRM, *QUICK)
             killed = kill_when(args, pattern, after)
-            rerun(args)
+            r = rerun(args)
+            if pattern and "written" in pattern:  # killed mid-switch: settled first
+                settled = [line for line in r.stdout.splitlines() if "repaired:" in line]
+                print("\n".join(settled))
+                assert any("put back to" in x or "resuming it" in x for x in settled), r.stdout
             now, version = active(testinfra_host)
             if pattern:  # the re-run finished what the killed run was asked for
                 assert now == target, f"killed at {pattern}:\n{killed}"
