@@ -90,6 +90,11 @@ def as_db_superuser(s: Settings) -> list[str]:
     return ["sudo", "-n", "-u", s.db_os_user, "--"]
 
 
+def cluster_owner_programs(s: Settings) -> list[str]:
+    """The programs the deploy user may run as the cluster owner (the sudo rule)."""
+    return [f"{s.pg_bin_dir}/{p}" for p in ("pg_dump", "pg_restore", "psql")]
+
+
 def db_port(s: Settings) -> int:
     return int(s.db_host.data.get("db_port", s.postgres_port))
 
@@ -114,23 +119,33 @@ def pg_dump_argv(s: Settings, snapshot: str | None = None) -> list[str]:
 
 
 def pg_restore_argv(s: Settings, dump: str, dbname: str, jobs: int | None = None) -> list[str]:
-    """pg_restore of DUMP into the existing database DBNAME; stops at the first error."""
-    jobs = jobs if jobs is not None else s.backup_restore_jobs
-    return [
+    """pg_restore of DUMP into the existing database DBNAME; stops at the first error.
+
+    DUMP belongs to the deploy user (mode 600): the deploy user's shell opens it and pg_restore,
+    run as the cluster owner, reads it on stdin. A stream restores in one job (`--jobs` needs
+    a file pg_restore can open itself), so JOBS is not used until the dumps are readable by
+    the cluster owner.
+    """
+    del jobs
+    argv = [
         *as_db_superuser(s),
         f"{s.pg_bin_dir}/pg_restore",
         "--exit-on-error",
         "--no-password",
-        f"--jobs={max(1, int(jobs))}",
         *_local(s),
         f"--dbname={dbname}",
-        dump,
     ]
+    return from_file_argv(dump, argv)
 
 
 def pg_restore_list_argv(s: Settings, dump: str) -> list[str]:
     """Read the archive's table of contents (proves the archive is readable end to end)."""
-    return [*as_db_superuser(s), f"{s.pg_bin_dir}/pg_restore", "--list", dump]
+    return from_file_argv(dump, [*as_db_superuser(s), f"{s.pg_bin_dir}/pg_restore", "--list"])
+
+
+def from_file_argv(path: str, argv: Sequence[str]) -> list[str]:
+    """ARGV with its stdin from PATH, opened by the login user's shell (the deploy user)."""
+    return ["sh", "-c", 'exec "$@" < "$0"', path, *argv]
 
 
 def psql_argv(s: Settings, dbname: str, *statements: str) -> list[str]:
@@ -537,8 +552,7 @@ def create_backup(ctx: Context, label: str) -> dict[str, Any]:
         hosts.sh(host, ["rm", "-f", p["partial"]], check=False)
         detail = (err.strip().splitlines() or ["no output"])[-1]
         raise StepFailed(f"pg_dump of {s.db_name} on {host.name} failed: {detail}")
-    hosts.sh(host, ["chown", f"{s.db_os_user}:", p["partial"]])
-    hosts.sh(host, ["chmod", "600", p["partial"]])
+    hosts.sh(host, ["chmod", "600", p["partial"]])  # created 600 already (to_file_argv)
     sha, size = _sha256(ctx, p["partial"])
     _, dump_version, _ = hosts.sh(host, [f"{s.pg_bin_dir}/pg_dump", "--version"])
     hosts.sh(host, ["mv", "-f", p["partial"], p["dump"]])

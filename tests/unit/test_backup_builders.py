@@ -67,13 +67,17 @@ def test_pg_dump_runs_as_postgres_over_the_socket_with_the_snapshot_and_no_passw
     assert backup.as_db_superuser(prod) == ["sudo", "-n", "-u", "postgres", "--"]  # ssh: deploy
 
 
-def test_pg_restore_stops_at_the_first_error_and_uses_the_jobs_setting(prod):
+def test_pg_restore_stops_at_the_first_error_and_reads_the_deploy_users_file_on_stdin(prod):
     assert backup.pg_restore_argv(prod, "/backup/ID.dump", "scratch") == [
+        "sh", "-c", 'exec "$@" < "$0"', "/backup/ID.dump",
         "sudo", "-n", "-u", "postgres", "--",
-        "/usr/lib/postgresql/15/bin/pg_restore", "--exit-on-error", "--no-password", "--jobs=2",
-        "-h", "/run/postgresql", "-p", "64032", "--dbname=scratch", "/backup/ID.dump",
+        "/usr/lib/postgresql/15/bin/pg_restore", "--exit-on-error", "--no-password",
+        "-h", "/run/postgresql", "-p", "64032", "--dbname=scratch",
     ]  # fmt: skip
-    assert backup.pg_restore_list_argv(prod, "/b/x.dump")[-2:] == ["--list", "/b/x.dump"]
+    assert backup.pg_restore_list_argv(prod, "/b/x.dump")[:4] == [
+        "sh", "-c", 'exec "$@" < "$0"', "/b/x.dump",
+    ]  # fmt: skip
+    assert backup.pg_restore_list_argv(prod, "/b/x.dump")[-1] == "--list"
 
 
 def test_dump_to_file_is_one_argv_with_the_path_never_spliced_into_the_script():
