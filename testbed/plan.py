@@ -317,7 +317,9 @@ def inner_script(tb: Testbed, host: TestbedHost, db_password: str, pg_port: int)
         *[f'mount --bind "$HD/{sub}" {inside}' for inside, sub in BIND_FILES],
         "mount -t tmpfs -o size=64m tmpfs /dev/shm",
         "mkdir -p /run/sshd /run/postgresql && chown postgres:postgres /run/postgresql",
-        f"install -d -m 700 -o {DEPLOY_USER} -g {DEPLOY_USER} {DEPLOY_HOME} {DEPLOY_HOME}/.ssh",
+        # 711: the cluster owner's commands (sudo -u postgres) start in deploy's home
+        f"install -d -m 711 -o {DEPLOY_USER} -g {DEPLOY_USER} {DEPLOY_HOME}",
+        f"install -d -m 700 -o {DEPLOY_USER} -g {DEPLOY_USER} {DEPLOY_HOME}/.ssh",
         f'install -m 600 -o {DEPLOY_USER} -g {DEPLOY_USER} "$HD/authorized_keys"'
         f" {DEPLOY_HOME}/.ssh/authorized_keys",
         'install -d -m 700 /root/.ssh && install -m 600 "$HD/authorized_keys" /root/.ssh/',
