@@ -89,3 +89,35 @@ def sudo_rule_problems(
         }
     )
     return missing, broader
+
+
+def account_problems(
+    user: str,
+    expected_user: str,
+    groups: list[str],
+    owners: dict[str, str | None],
+    app_host: bool,
+) -> list[str]:
+    """What is wrong with the login account on a host: logged in as someone else (root), not
+    in the docker group on an app host, or not the owner of a folder procedures write to.
+    OWNERS maps each such folder to its owner (None: the folder is missing)."""
+    problems = []
+    if user != expected_user:
+        problems.append(f"logged in as {user}, not {expected_user} (procedures never use root)")
+    if app_host and "docker" not in groups:
+        problems.append(f"{user} is not in the docker group (cannot reach dockerd's socket)")
+    for path, owner in owners.items():
+        if owner is None:
+            problems.append(f"{path} is missing")
+        elif owner != expected_user:
+            problems.append(f"{path} is owned by {owner}, not {expected_user}")
+    return problems
+
+
+def redis_reply_problem(where: str, reply: str) -> str | None:
+    """A PING sent without the password is answered +PONG, or NOAUTH by a Redis that needs
+    one: either proves a Redis answers at WHERE; anything else does not."""
+    if reply.startswith("+PONG") or reply.startswith("-NOAUTH"):
+        return None
+    shown = reply.strip()[:80] or "no answer"
+    return f"no Redis answers at {where}: {shown}"
