@@ -289,7 +289,7 @@ def validate(values: dict[str, Any]) -> None:
     """BadInput naming the first setting whose value could not be used safely as is."""
     for name, (pattern, shape) in IDENTIFIERS.items():
         value = values.get(name)
-        ok = isinstance(value, str) and re.fullmatch(pattern, value)
+        ok = isinstance(value, str) and re.fullmatch(pattern, value, re.ASCII)
         if ok and name.endswith(("_root", "_dir")) and "/../" in f"{value}/":
             ok = None
         if not ok:
