@@ -449,4 +449,5 @@ class TestbedManager:
         mounts = Path("/proc/self/mountinfo").read_text()
         found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(tb.dir) in line]
         found += [f"process {p}" for h in tb.hosts if (p := self._launcher_pid(h))]
+        found += [f"files {p}" for p in [tb.dir / "hosts", tb.env_file] if p.exists()]
         return found

@@ -59,7 +59,8 @@ def make_backup(env: str, verify: bool = False) -> dict:
 
 def databases(host) -> list[str]:
     out = host.check_output(
-        "runuser -u postgres -- psql -X -At -h /run/postgresql -p 64032 -d postgres "
+        "sudo -n -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h /run/postgresql"
+        " -p 64032 -d postgres "
         "-c 'SELECT datname FROM pg_database ORDER BY 1'"
     )
     return out.split()
