@@ -26,10 +26,24 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.api.operations import run_ops
 from pyinfra.api.state import BaseStateCallback
+from pyinfra.connectors import util as pyinfra_connector_util
 from pyinfra.context import ctx_host, ctx_state
 
 from cerniq_ops.errors import StepFailed
 from cerniq_ops.settings import HostSpec, Settings
+
+
+def _never_prompt(prompt: str = "") -> str:
+    """pyinfra asks for a sudo password on a terminal when a command prints `sudo: a password
+    is required`; a procedure never prompts: that is a missing sudo rule, said in one line."""
+    where = prompt.replace("sudo password:", "").strip(" []:") or "a host"
+    raise StepFailed(
+        f"sudo on {where} asks for a password: the deploy user's sudo rule is missing or "
+        "incomplete; run `invoke doctor` (docs/runbooks/hosts-and-access.md)"
+    )
+
+
+pyinfra_connector_util.getpass = _never_prompt  # type: ignore[assignment]
 
 if not os.environ.get("CERNIQ_DEBUG"):  # pyinfra's own warnings would repeat our one line
     logging.getLogger("pyinfra").addHandler(logging.NullHandler())
