@@ -12,6 +12,7 @@ Containers are selected by compose labels, never by their names (v1 and v2 name 
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -156,17 +157,45 @@ def app_compose(s: Settings, version: str, versions: Mapping[str, str] | None = 
     return _dump(doc)
 
 
-def env_file(s: Settings, version: str, db_password: str | None) -> str:
-    """The app's runtime environment. Holds the DB password: written mode 600, never printed."""
+def env_file(
+    s: Settings, version: str, db_password: str | None, redis_password: str | None = None
+) -> str:
+    """The app's runtime environment. Holds the DB and Redis passwords: written mode 600,
+    never printed. Every URL part is percent-encoded (a password may hold `@`, `#`, `/`, `:`).
+    Without REDIS_PASSWORD the one named by the setting redis_password_env is used, if set.
+    """
     db = s.db_conninfo()
-    url = f"postgresql://{db['user']}:{db_password or ''}@{db['host']}:{db['port']}/{db['dbname']}"
+    if redis_password is None:
+        redis_password = s.secret("redis_password_env")
+    redis_host, redis_port = s.redis_address()
     lines = [
         f"CERNIQ_ENV={s.env}",
         f"CERNIQ_VERSION={version}",
-        f"DATABASE_URL={url}",
-        f"REDIS_URL=redis://127.0.0.1:{s.redis_port}/0",
+        "DATABASE_URL="
+        + database_url(db["user"], db_password or "", db["host"], db["port"], db["dbname"]),
+        "REDIS_URL=" + redis_url(redis_password or "", redis_host, redis_port),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 address
+
+
+def database_url(user: str, password: str, host: str, port: int, dbname: str) -> str:
+    """postgresql://user:password@host:port/dbname, each part percent-encoded."""
+    auth = _q(user) + (f":{_q(password)}" if password else "")
+    return f"postgresql://{auth}@{_host(host)}:{port}/{_q(dbname)}"
+
+
+def redis_url(password: str, host: str, port: int, db: int = 0) -> str:
+    """redis://:password@host:port/db (no user: Redis' default user), password encoded."""
+    auth = f":{_q(password)}@" if password else ""
+    return f"redis://{auth}{_host(host)}:{port}/{db}"
 
 
 def _dump(doc: dict) -> str:

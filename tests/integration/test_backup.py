@@ -63,7 +63,7 @@ def make_backup(env: str, verify: bool = False) -> dict:
 def sql_on(host, dbname: str, statement: str) -> str:
     """STATEMENT run as the cluster owner on the db host (test set-up and inspection)."""
     return host.check_output(
-        "runuser -u postgres -- psql -X -At -h /run/postgresql -p 64032 "
+        "sudo -n -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h /run/postgresql -p 64032 "
         f"-d {shlex.quote(dbname)} -c {shlex.quote(statement)}"
     )
 
