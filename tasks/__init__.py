@@ -17,6 +17,7 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
 NAMESPACES = ("env", "db", "backup", "bluegreen", "incident", "lock", "rollback", "testbed")
+NAMESPACES += ("review",)  # team procedures (issue 15), one line each
 TOP_LEVEL = (
     ("demo", "demo"),
     ("deploy", "deploy"),
