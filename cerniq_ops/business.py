@@ -49,6 +49,7 @@ def elapsed(t: dict, start: datetime, end: datetime) -> timedelta:
     day's working hours in the team's time zone (DST-safe: each day's hours are local)."""
     if end <= start:
         return timedelta(0)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     b = t["business"]
     zone = ZoneInfo(b["time_zone"])
     open_at, close_at = _clock(b["start"]), _clock(b["end"])
