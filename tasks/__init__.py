@@ -26,6 +26,7 @@ TOP_LEVEL = (
     ("verify", "verify"),
     ("doctor", "doctor"),
 )
+TOP_LEVEL += (("testrun", "test"),)  # team procedures (issue 15), one line each
 
 ns = Collection()
 for _name in NAMESPACES:
