@@ -19,6 +19,7 @@ sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for
 NAMESPACES = ("env", "db", "backup", "bluegreen", "incident", "lock", "rollback", "testbed")
 NAMESPACES += ("review",)  # team procedures (issue 15), one line each
 NAMESPACES += ("oncall",)
+NAMESPACES += ("ci",)
 TOP_LEVEL = (
     ("demo", "demo"),
     ("deploy", "deploy"),
