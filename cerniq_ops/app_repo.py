@@ -40,7 +40,8 @@ def git(root: Path, *args: str) -> str:
 
 def changed_files(root: Path, base: str) -> list[tuple[str, str]]:
     """(status letter, path) of what HEAD changed since its merge base with BASE (A, M, D, R)."""
-    git(root, "rev-parse", "--verify", "--quiet", f"{base}^{{commit}}")
+    if not exists_at(root, base, ""):
+        raise BadInput(f"unknown base {base!r} in {root}; pass --base REF (a branch, tag or sha)")
     out = git(root, "diff", "--name-status", "--no-renames", f"{base}...HEAD")
     rows = []
     for line in out.splitlines():
@@ -52,12 +53,17 @@ def changed_files(root: Path, base: str) -> list[tuple[str, str]]:
 
 def tree_paths(root: Path, ref: str, folder: str) -> set[str]:
     """The entries directly under FOLDER at REF (names only)."""
-    out = git(root, "ls-tree", "--name-only", f"{ref}:{folder}") if _has(root, ref, folder) else ""
+    out = (
+        git(root, "ls-tree", "--name-only", f"{ref}:{folder}")
+        if exists_at(root, ref, folder)
+        else ""
+    )
     return set(out.split())
 
 
-def _has(root: Path, ref: str, folder: str) -> bool:
+def exists_at(root: Path, ref: str, path: str) -> bool:
+    """Whether PATH (file or folder) exists in REF's tree."""
     r = subprocess.run(
-        ["git", "-C", str(root), "cat-file", "-e", f"{ref}:{folder}"], capture_output=True
+        ["git", "-C", str(root), "cat-file", "-e", f"{ref}:{path}"], capture_output=True
     )
     return r.returncode == 0

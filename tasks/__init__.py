@@ -20,6 +20,7 @@ NAMESPACES = ("env", "db", "backup", "bluegreen", "incident", "lock", "rollback"
 NAMESPACES += ("review",)  # team procedures (issue 15), one line each
 NAMESPACES += ("oncall",)
 NAMESPACES += ("ci",)
+NAMESPACES += ("docs",)
 TOP_LEVEL = (
     ("demo", "demo"),
     ("deploy", "deploy"),
