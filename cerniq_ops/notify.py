@@ -97,9 +97,13 @@ def route(kind: str, default_webhook: str | None, team: dict | None = None) -> R
     import os
 
     from cerniq_ops import team as team_rules
+    from cerniq_ops.errors import BadInput
     from cerniq_ops.output import register_secret
 
-    t = team if team is not None else team_rules.load()
+    try:
+        t = team if team is not None else team_rules.load()
+    except BadInput:  # unreadable team rules never stop a message: the default webhook takes it
+        t = {}
     channel = t.get("routes", {}).get(kind)
     variable = t.get("channels", {}).get(channel) if channel else None
     own = os.environ.get(variable) if variable else None

@@ -362,3 +362,109 @@ def live_data(s: Any, now: datetime) -> HandoffData:
                 s.backup_max_verified_age_hours,
             )
     return HandoffData(records, held, recent, problems, summary, s.env)
+
+
+# -- paging (seed 12.1 response time, 11.1 notification) ----------------------------------------
+def acknowledged(record: dict) -> bool:
+    """The primary acknowledged: an explicit acknowledged_at, or any status update after open."""
+    return bool(record.get("acknowledged_at") or record.get("updates"))
+
+
+def page_due(t: dict, record: dict, now: datetime) -> bool:
+    """An open P1/P2 incident its primary has not acknowledged within the response time, whose
+    secondary was not paged yet."""
+    o = t["oncall"]
+    sev = record.get("severity")
+    if record.get("completed_at") or sev not in o.get("page_severities", []):
+        return False
+    if acknowledged(record) or any(p.get("role") == "secondary" for p in record.get("pages", [])):
+        return False
+    minutes = o.get("response_minutes", {}).get(sev)
+    if minutes is None:
+        return False
+    return now >= _stamp(record["started_at"]) + timedelta(minutes=float(minutes))
+
+
+def pagerduty_event(routing_key: str, record: dict, who: str, source: str) -> dict:
+    """A PagerDuty Events API v2 trigger for paging WHO about RECORD (dedup per incident+role)."""
+    return {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": f"{record['id']}-secondary",
+        "payload": {
+            "summary": f"[{record['severity']}] {record['title']} ({record['id']}): primary did not"
+            f" acknowledge; paging secondary {who}"[:1024],
+            "source": source,
+            "severity": "critical" if record["severity"] == "P1" else "error",
+            "timestamp": record["started_at"],
+            "component": "cerniq",
+            "group": record.get("env", ""),
+            "class": "incident",
+            "custom_details": {
+                "incident": record["id"],
+                "status": record["status"],
+                "primary": (record.get("oncall") or {}).get("primary"),
+                "secondary": who,
+            },
+        },
+    }
+
+
+def with_page(record: dict, now: datetime, who: str, channel: str, delivered: str) -> dict:
+    """RECORD with the page recorded (pages list and a timeline event)."""
+    from cerniq_ops import incident
+
+    page = {
+        "at": incident.fmt(now),
+        "role": "secondary",
+        "who": who,
+        "via": channel,
+        "delivery": delivered,
+    }
+    changed = incident.add_event(
+        record, now, f"paged secondary {who} via {channel}: primary did not acknowledge"
+    )
+    changed["pages"] = [*record.get("pages", []), page]
+    return changed
+
+
+class Pager:
+    """Pages the secondary of due incidents: PagerDuty Events v2 when the routing key variable
+    (team.yml oncall.pagerduty_routing_key_env) is set, always a Slack message (kind `page`)."""
+
+    def __init__(self, t: dict, rot: Rotation, default_webhook: str | None):
+        import os
+
+        from cerniq_ops.output import register_secret
+
+        self.t, self.rot, self.webhook = t, rot, default_webhook
+        self.key = os.environ.get(t["oncall"].get("pagerduty_routing_key_env", "")) or None
+        register_secret(self.key)
+
+    def maybe_page(self, record: dict, at: datetime) -> tuple[dict | None, dict | None]:
+        """(the record with its page recorded, a result line) when a page is due; the record is
+        returned only when the page went out (a failed one is retried by the next run)."""
+        import socket
+
+        from cerniq_ops import notify
+        from cerniq_ops.clients import pagerduty
+
+        if not page_due(self.t, record, at):
+            return None, None
+        who = (record.get("oncall") or {}).get("secondary") or self.rot.who(at).secondary
+        if self.key:
+            event = pagerduty_event(self.key, record, who, socket.gethostname())
+            sent, detail = pagerduty.send(self.t["oncall"]["pagerduty_events_url"], event)
+            channel = "PagerDuty"
+        else:
+            sent, detail, channel = True, "recorded (no PagerDuty routing key set)", "record"
+        handle = self.t["people"].get(who, {}).get("slack", who)
+        text = (
+            f"{handle}: {record['id']} [{record['severity']}] {record['title']} was not"
+            " acknowledged within the response time; you are paged as secondary."
+        )
+        fields = {"Incident": record["id"], "Severity": record["severity"], "Paged": who}
+        payload = notify.slack_payload(notify.Fields(f"Page: {record['id']}", fields, False, text))
+        slack = notify.post_kind("page", self.webhook, payload, self.t).detail
+        result = {"id": record["id"], "paged": who, "sent": sent, "detail": f"{detail}; {slack}"}
+        return (with_page(record, at, who, channel, detail) if sent else None), result

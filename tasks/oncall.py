@@ -144,3 +144,53 @@ def handoff(c, env=None, now=None, source=None, dry_run=False, json=False):
         return
     say(text)
     say(f"({detail})")
+
+
+@task(
+    help={
+        "env": "the environment whose incidents are checked (default: team.yml handoff_env)",
+        "now": "the clock (ISO 8601; default: now)",
+        "source": "read and update incident records in this folder instead of the primary host",
+        "json": "print JSON",
+    }
+)
+@cli
+def escalate(c, env=None, now=None, source=None, json=False):
+    """Page the secondary for open P1/P2 incidents the primary did not acknowledge within the
+    response time (once per incident; PagerDuty Events v2 when a routing key is set)."""
+    import json as jsonlib
+
+    from cerniq_ops import hosts, incident
+    from cerniq_ops.errors import BadInput
+
+    t, rot = _load()
+    at = business.parse_at(now, t["oncall"]["time_zone"])
+    env = env or t["oncall"].get("handoff_env", "production")
+    if source and env not in settings.ENVIRONMENTS:
+        settings.load(env)  # raises the one-line error for an unknown environment
+    pager = oncall.Pager(t, rot, team.outside().default_webhook())
+    results = []
+    if source:
+        folder = Path(source) / "incidents"
+        if not folder.is_dir():
+            raise BadInput(f"--source {source} has no incidents/ folder")
+        for path in sorted(folder.glob("INC-*.json")):
+            updated, result = pager.maybe_page(jsonlib.loads(path.read_text()), at)
+            if updated:
+                path.write_text(jsonlib.dumps(updated, indent=2, sort_keys=True) + "\n")
+            results += [result] if result else []
+    else:
+        s = settings.load(env)
+        with hosts.session(s, [s.primary_host]) as state:
+            host = state.inventory.get_host(s.primary_host.name)
+            for record in incident.list_all(host, s):
+                updated, result = pager.maybe_page(record, at)
+                if updated:
+                    incident.save(host, s, updated)
+                results += [result] if result else []
+    if json:
+        emit_json({"at": at.isoformat(), "pages": results})
+        return
+    for r in results:
+        say(f"{r['id']}: paged {r['paged']}: {r['detail']}")
+    say(f"{len(results)} page(s) at {at.isoformat()}")

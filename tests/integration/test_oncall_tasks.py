@@ -140,3 +140,50 @@ def test_bad_input_is_one_error_line_exit_2_and_nothing_posted(team_file, slack,
     r = invoke(*args)
     assert (r.returncode, r.stderr.strip()) == (2, message)
     assert slack.posts == []
+
+
+def test_an_unacknowledged_p1_pages_the_secondary_once_through_pagerduty(
+    tmp_path, monkeypatch, slack, incidents_channel
+):
+    from tests.support.pagerduty import PagerDutyEvents
+
+    pd = PagerDutyEvents()
+    data = yaml.safe_load((PROJECT / "team.yml").read_text())
+    data["oncall"]["pagerduty_events_url"] = pd.enqueue_url
+    data["oncall"]["overrides_file"] = str(tmp_path / "overrides.yml")
+    (tmp_path / "team.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setenv("CERNIQ_TEAM_FILE", str(tmp_path / "team.yml"))
+    monkeypatch.setenv("CERNIQ_PAGERDUTY_ROUTING_KEY", "R0UT1NGKEY0123")
+    folder = tmp_path / "primary"
+    (folder / "incidents").mkdir(parents=True)
+    record = incident.new_incident(
+        at=datetime(2026, 3, 30, 10, 0, tzinfo=UTC),
+        env="production",
+        severity_name="P1",
+        title="API down",
+        who="carmen",
+        oncall={"primary": "carmen", "secondary": "dan"},
+    )
+    path = folder / "incidents" / f"{record['id']}.json"
+    path.write_text(json.dumps(record))
+    try:
+        early = invoke("oncall.escalate", "--source", str(folder), "--now", "2026-03-30T10:04:00Z")
+        assert early.returncode == 0, early.stderr
+        assert pd.events == [] and early.stdout.strip().endswith(
+            "0 page(s) at 2026-03-30T10:04:00+00:00"
+        )
+        r = invoke("oncall.escalate", "--source", str(folder), "--now", "2026-03-30T10:06:00Z")
+        assert r.returncode == 0, r.stderr
+        assert len(pd.events) == 1
+        assert pd.events[0]["payload"]["custom_details"]["secondary"] == "dan"
+        assert "R0UT1NGKEY0123" not in r.stdout + r.stderr
+        assert (
+            len(incidents_channel.posts) == 1
+            and "@dan" in incidents_channel.posts[0]["blocks"][-1]["text"]["text"]
+        )
+        saved = json.loads(path.read_text())
+        assert [p["who"] for p in saved["pages"]] == ["dan"]
+        again = invoke("oncall.escalate", "--source", str(folder), "--now", "2026-03-30T10:20:00Z")
+        assert again.returncode == 0 and len(pd.events) == 1 and len(incidents_channel.posts) == 1
+    finally:
+        pd.close()
