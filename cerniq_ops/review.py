@@ -194,7 +194,7 @@ def waiting_for_first_review(pull: dict, reviews: list[dict]) -> bool:
     return not any((r.get("user") or {}).get("login") != author for r in reviews)
 
 
-def _hours(d: timedelta) -> str:
+def hours_text(d: timedelta) -> str:
     h = d.total_seconds() / 3600
     return f"{h:.1f} business h" if h != int(h) else f"{int(h)} business h"
 
@@ -230,7 +230,7 @@ def nudges(
         ]
         past = " (past the " + str(sla["max"]) + " maximum)" if waited >= maximum else ""
         text = (
-            f'PR #{pull["number"]} "{pull["title"]}" waits {_hours(waited)} for a first review'
+            f'PR #{pull["number"]} "{pull["title"]}" waits {hours_text(waited)} for a first review'
             f"{past}; target {sla['target']}. {top.action}"
             + (f": {' '.join(mention)}" if mention else "")
             + f" {pull.get('html_url', '')}".rstrip()

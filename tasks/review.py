@@ -108,7 +108,11 @@ def nudge(c, now=None, dry_run=False, json=False):
         payload = notify.slack_payload(
             notify.Fields(
                 f"Review SLA: PR #{n.number} ({n.level.action})",
-                {"PR": f"#{n.number}", "Waiting": review._hours(n.waited), "Level": n.level.label},
+                {
+                    "PR": f"#{n.number}",
+                    "Waiting": review.hours_text(n.waited),
+                    "Level": n.level.label,
+                },
                 False,
                 n.text,
             )
