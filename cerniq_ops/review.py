@@ -162,14 +162,15 @@ class Level:
     notify: list[str]
 
 
-def levels(t: dict) -> list[Level]:
+def levels(t: dict, which: str = "escalation") -> list[Level]:
+    """The escalation levels (`escalation` for a first review, `follow_up_escalation`)."""
     day = business.day_hours(t)
     return sorted(
         (
             Level(
                 team.duration(e["after"], day), e["after"], e["action"], list(e.get("notify", []))
             )
-            for e in t["review"]["sla"]["escalation"]
+            for e in t["review"]["sla"].get(which, [])
         ),
         key=lambda lv: lv.after,
     )
@@ -199,38 +200,70 @@ def hours_text(d: timedelta) -> str:
     return f"{h:.1f} business h" if h != int(h) else f"{int(h)} business h"
 
 
+def waiting_for_follow_up(pull: dict, reviews: list[dict]) -> list[str]:
+    """Reviewers whose latest decision requests changes on an older commit than the PR's head:
+    the author pushed since, the follow-up review is awaited from them."""
+    author = (pull.get("user") or {}).get("login")
+    if pull.get("draft") or pull.get("state", "open") != "open":
+        return []
+    head = (pull.get("head") or {}).get("sha")
+    latest: dict[str, dict] = {}
+    for r in sorted(reviews, key=lambda r: (r.get("submitted_at") or "", r.get("id", 0))):
+        login = (r.get("user") or {}).get("login")
+        if login and login != author and r.get("state") in ("APPROVED", "CHANGES_REQUESTED"):
+            latest[login] = r
+    return sorted(
+        u
+        for u, r in latest.items()
+        if r["state"] == "CHANGES_REQUESTED" and head and r.get("commit_id") != head
+    )
+
+
+def _slack(t: dict, login: str) -> str:
+    by_login = {team.github_login(t, p): p for p in t["people"]}
+    return t["people"][by_login[login]].get("slack", login) if login in by_login else login
+
+
 def nudges(
     t: dict,
     repo: str,
     pulls: list[tuple[dict, list[dict]]],
     now: datetime,
     posted: dict[str, list[str]],
+    pushed: dict[int, str] | None = None,
 ) -> list[Nudge]:
-    """The nudges due at NOW: per PR waiting for a first review, the highest escalation level
-    reached that was never posted (lower levels reached at the same time are marked covered)."""
-    lv = levels(t)
-    sla = t["review"]["sla"]["initial_review"]
+    """The nudges due at NOW: per PR waiting for a first review (since it was opened) or for a
+    follow-up review (since its head commit, date in PUSHED by PR number), the highest level
+    reached that was never posted (lower levels reached at the same time are marked covered).
+    A follow-up's state key carries the head sha: every new push starts its own levels."""
     day = business.day_hours(t)
-    maximum = team.duration(sla["max"], day)
     result = []
     for pull, reviews in pulls:
-        if not waiting_for_first_review(pull, reviews):
+        number, head = pull["number"], (pull.get("head") or {}).get("sha", "")
+        follow = waiting_for_follow_up(pull, reviews)
+        if waiting_for_first_review(pull, reviews):
+            kind, key, since = "initial_review", f"{repo}#{number}", pull["created_at"]
+            lv, what = levels(t), "a first review"
+            asked = [_slack(t, r.get("login")) for r in pull.get("requested_reviewers", [])]
+        elif follow and (pushed or {}).get(number):
+            kind, key, since = "follow_up_review", f"{repo}#{number}@{head[:12]}", pushed[number]
+            lv, what = levels(t, "follow_up_escalation"), "a follow-up review"
+            asked = [_slack(t, login) for login in follow]
+        else:
             continue
-        key = f"{repo}#{pull['number']}"
-        waited = business.elapsed(t, _parse(pull["created_at"]), now)
+        sla = t["review"]["sla"][kind]
+        waited = business.elapsed(t, _parse(since), now)
         reached = [x for x in lv if waited >= x.after]
         if not reached or reached[-1].label in posted.get(key, []):
             continue
         top = reached[-1]
-        people = [p for h in top.notify for p in team.members(t, h)]
-        asked = [r.get("login") for r in pull.get("requested_reviewers", [])]
-        by_login = {team.github_login(t, p): p for p in t["people"]}
-        mention = [t["people"][p].get("slack", p) for p in people] or [
-            t["people"][by_login[a]].get("slack", a) if a in by_login else a for a in asked
-        ]
-        past = " (past the " + str(sla["max"]) + " maximum)" if waited >= maximum else ""
+        people = [t["people"][p].get("slack", p) for h in top.notify for p in team.members(t, h)]
+        mention = people or asked
+        past = (
+            f" (past the {sla['max']} maximum)" if waited >= team.duration(sla["max"], day) else ""
+        )
         text = (
-            f'PR #{pull["number"]} "{pull["title"]}" waits {hours_text(waited)} for a first review'
+            f'PR #{number} "{pull["title"]}" waits {hours_text(waited)} for {what}'
             f"{past}; target {sla['target']}. {top.action}"
             + (f": {' '.join(mention)}" if mention else "")
             + f" {pull.get('html_url', '')}".rstrip()
@@ -238,7 +271,7 @@ def nudges(
         result.append(
             Nudge(
                 key,
-                pull["number"],
+                number,
                 pull["title"],
                 pull.get("html_url", ""),
                 waited,

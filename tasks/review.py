@@ -85,8 +85,8 @@ def check(c, pr, status=False, json=False):
 )
 @cli
 def nudge(c, now=None, dry_run=False, json=False):
-    """Remind/escalate open PRs waiting for a first review past the SLA (business hours); each
-    level is posted once per PR (state in team.yml review.nudge_state)."""
+    """Remind/escalate open PRs waiting for a first or follow-up review past the SLA (business
+    hours); each level is posted once per PR (state in team.yml review.nudge_state)."""
     t, out = team.load(), team.outside()
     at = business.parse_at(now, t["business"]["time_zone"])
     token = out.token()
@@ -95,9 +95,14 @@ def nudge(c, now=None, dry_run=False, json=False):
         (p, github.pull_reviews(api, repo, p["number"], token))
         for p in github.open_pulls(api, repo, token)
     ]
+    pushed = {
+        p["number"]: github.commit_date(api, repo, p["head"]["sha"], token)
+        for p, reviews in pulls
+        if review.waiting_for_follow_up(p, reviews)
+    }
     state_path = team.project_path(t["review"]["nudge_state"])
     state = review.load_state(state_path)
-    due = review.nudges(t, repo, pulls, at, state)
+    due = review.nudges(t, repo, pulls, at, state, pushed)
     results = []
     for n in due:
         if dry_run:

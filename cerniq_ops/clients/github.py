@@ -144,3 +144,8 @@ def set_status(
         r.raise_for_status()
     except requests.RequestException as exc:
         raise StepFailed(f"GitHub API ({api}) refused the commit status: {exc}") from exc
+
+
+def commit_date(api: str, repo: str, sha: str, token: str) -> str:
+    """The committer date of SHA (ISO 8601): when a PR's head was pushed, near enough."""
+    return _get_one(api, f"/repos/{repo}/commits/{sha}", token)["commit"]["committer"]["date"]

@@ -122,6 +122,25 @@ def test_a_pr_waiting_5_hours_gets_one_reminder_and_no_second(team_file, gh, sla
     )
 
 
+def test_a_push_after_requested_changes_gets_one_follow_up_reminder_per_push(
+    team_file, gh, slack, alerts
+):
+    gh.add_pull(9, "dan-cerniq", ["packages/web/src/app.js"], "2026-11-26T07:00:00Z")
+    gh.add_review(9, "ana-cerniq", "CHANGES_REQUESTED", "2026-11-26T08:00:00Z")
+    gh.push(9, "2026-11-26T09:00:00Z")  # 11:00 local
+    first = invoke("review.nudge", "--now", "2026-11-26T12:00:00Z")  # 3 business hours later
+    assert first.returncode == 0, first.stderr
+    assert len(alerts.posts) == 1
+    body = alerts.posts[0]["blocks"][-1]["text"]["text"]
+    assert "waits 3 business h for a follow-up review; target 2 hours." in body
+    assert "Follow-up reminder in Slack: @ana" in body
+    invoke("review.nudge", "--now", "2026-11-26T12:30:00Z")
+    assert len(alerts.posts) == 1
+    gh.push(9, "2026-11-26T12:40:00Z")  # a new push: its own levels
+    invoke("review.nudge", "--now", "2026-11-26T15:00:00Z")
+    assert len(alerts.posts) == 2
+
+
 def test_without_the_channel_webhook_the_nudge_falls_back_to_the_default(team_file, gh, slack):
     gh.add_pull(7, "dan-cerniq", ["packages/web/src/app.js"], "2026-11-26T07:00:00Z")
     r = invoke(

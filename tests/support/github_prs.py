@@ -55,6 +55,14 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) < 4 or parts[0] != "repos" or f"{parts[1]}/{parts[2]}" != gh.repo:
             return self._json(404, {"message": "Not Found"})
         rest = parts[3:]
+        if len(rest) == 2 and rest[0] == "commits":
+            date = gh.commits.get(rest[1])
+            if date is None:
+                return self._json(422, {"message": f"No commit found for SHA: {rest[1]}"})
+            who = {"name": "dev", "email": "dev@cerniq.app", "date": date}
+            return self._json(
+                200, {"sha": rest[1], "commit": {"author": who, "committer": who, "message": "x"}}
+            )
         if rest == ["pulls"]:
             state = parse_qs(url.query).get("state", ["open"])[0]
             pulls = [gh.pull_json(n) for n in sorted(gh.pulls)]
@@ -100,6 +108,7 @@ class GitHubPulls(_Server):
         self.pulls: dict[int, dict] = {}
         self.statuses: list[dict] = []
         self.requests: list[str] = []
+        self.commits: dict[str, str] = {}  # sha -> committer date
         super().__init__(_Handler)
 
     def add_pull(self, number, author, files, created_at, title=None, requested=(), draft=False):
@@ -112,11 +121,21 @@ class GitHubPulls(_Server):
             "draft": draft,
             "reviews": [],
             "state": "open",
+            "head": self.head_sha(number),
         }
+        self.commits[self.head_sha(number)] = created_at
+
+    def push(self, number, at):
+        """The author pushes a new head commit at AT."""
+        import hashlib
+
+        p = self.pulls[number]
+        p["head"] = hashlib.sha1(f"{number}-{at}".encode()).hexdigest()
+        self.commits[p["head"]] = at
 
     def add_review(self, number, login, state, at):
         p = self.pulls[number]
-        p["reviews"].append({"login": login, "state": state, "at": at})
+        p["reviews"].append({"login": login, "state": state, "at": at, "commit": p["head"]})
 
     @staticmethod
     def head_sha(number: int) -> str:
@@ -136,7 +155,7 @@ class GitHubPulls(_Server):
             "updated_at": p["created_at"],
             "requested_reviewers": [{"login": u, "type": "User"} for u in p["requested"]],
             "requested_teams": [],
-            "head": {"ref": f"feature/{n}", "sha": self.head_sha(n)},
+            "head": {"ref": f"feature/{n}", "sha": p["head"]},
             "base": {"ref": "develop", "sha": "0" * 40},
         }
 
@@ -161,7 +180,7 @@ class GitHubPulls(_Server):
                 "body": "",
                 "state": r["state"],
                 "submitted_at": r["at"],
-                "commit_id": self.head_sha(n),
+                "commit_id": r["commit"],
                 "author_association": "MEMBER",
             }
             for i, r in enumerate(self.pulls[n]["reviews"])

@@ -164,3 +164,31 @@ def test_reviewed_draft_or_fresh_prs_get_no_nudge():
     assert review.nudges(T, "x/y", [(pull(), [rv("ana-cerniq", "COMMENTED")])], at(16), {}) == []
     assert review.nudges(T, "x/y", [(pull(draft=True), [])], at(16), {}) == []
     assert review.nudges(T, "x/y", [(pull(), [])], at(10), {}) == []  # 3 h: below 4 h
+
+
+def test_a_push_after_requested_changes_waits_for_a_follow_up_from_that_reviewer():
+    p = pull(head={"sha": "b" * 40})
+    reviews = [
+        {**rv("ana-cerniq", "CHANGES_REQUESTED", "2026-11-26T08:00:00Z"), "commit_id": "a" * 40}
+    ]
+    assert review.waiting_for_follow_up(p, reviews) == ["ana-cerniq"]
+    pushed = {7: "2026-11-26T09:00:00Z"}  # 11:00 local; 3 business hours later is 14:00
+    due = review.nudges(T, "x/y", [(p, reviews)], at(12), {}, pushed)
+    assert [(n.key, n.level.label) for n in due] == [(f"x/y#7@{'b' * 12}", "2 hours")]
+    assert due[0].text.startswith('PR #7 "Lead scoring" waits 3 business h for a follow-up review;')
+    assert "Follow-up reminder in Slack: @ana" in due[0].text
+    # 5 business hours: past the 4 h maximum, the tech lead is told; once
+    late = review.nudges(T, "x/y", [(p, reviews)], at(14), {}, pushed)
+    assert late[0].level.label == "4 hours" and "(past the 4 hours maximum)" in late[0].text
+    assert (
+        review.nudges(T, "x/y", [(p, reviews)], at(14), review.mark_posted({}, late[0]), pushed)
+        == []
+    )
+
+
+def test_a_review_of_the_head_commit_or_an_approval_needs_no_follow_up():
+    p = pull(head={"sha": "b" * 40})
+    on_head = [{**rv("ana-cerniq", "CHANGES_REQUESTED"), "commit_id": "b" * 40}]
+    approved = [{**rv("ana-cerniq", "APPROVED"), "commit_id": "a" * 40}]
+    assert review.waiting_for_follow_up(p, on_head) == []
+    assert review.waiting_for_follow_up(p, approved) == []
