@@ -9,9 +9,17 @@ from pathlib import Path
 from cerniq_ops.errors import BadInput
 
 
-def repo_dir(path: str | None) -> Path:
-    """The app repository folder (default: the current one); BadInput when not a git work tree."""
-    root = Path(path or ".").resolve()
+def repo_dir(given: str | None, default: str | None) -> Path:
+    """The app repository folder: GIVEN (--repo, relative to the current folder), else DEFAULT
+    (team.yml app_repo, relative to the project); BadInput when it is not a git work tree."""
+    from cerniq_ops.settings import PROJECT_DIR
+
+    if given:
+        root = Path(given).resolve()
+    elif default:
+        root = (PROJECT_DIR / default).resolve()
+    else:
+        raise BadInput("no app repository: pass --repo PATH or set app_repo in team.yml")
     if not root.is_dir():
         raise BadInput(f"app repository {root} does not exist; pass --repo PATH")
     if not (root / ".git").exists():

@@ -8,10 +8,11 @@ from cerniq_ops.output import say
 from tasks._cli import cli
 
 
-@task(help={"repo": "the app repository checkout (default: the current folder)"})
+@task(help={"repo": "the app repository checkout (default: team.yml app_repo)"})
 @cli
 def workflows(c, repo=None):
     """Write the PR checks, deploy (staging, production) and nightly verify workflows."""
-    root, t = app_repo.repo_dir(repo), team.load()
+    t = team.load()
+    root = app_repo.repo_dir(repo, t.get("app_repo"))
     for path, text in builders.repo_files(t).items():
         say(f"{'wrote' if app_repo.write_if_changed(root, path, text) else 'unchanged'} {path}")

@@ -10,7 +10,7 @@ from tasks._cli import cli
 
 @task(
     help={
-        "repo": "the app repository checkout (default: the current folder)",
+        "repo": "the app repository checkout (default: team.yml app_repo)",
         "base": "compare with this ref (default: team.yml docs.base, e.g. main)",
         "json": "print the gaps as JSON",
     }
@@ -19,7 +19,8 @@ from tasks._cli import cli
 def check(c, repo=None, base=None, json=False):
     """New services documented, CHANGELOG for user-facing changes, docs links resolve; exit 1
     naming each gap."""
-    root, t = app_repo.repo_dir(repo), team.load()
+    t = team.load()
+    root = app_repo.repo_dir(repo, t.get("app_repo"))
     base = base or t["docs"].get("base", "main")
     found = docs_gate.check(t, root, base)
     if json:

@@ -9,14 +9,15 @@ from cerniq_ops.errors import BadInput
 from cerniq_ops.output import emit_json, say
 from tasks._cli import cli
 
-REPO = "the app repository checkout (default: the current folder)"
+REPO = "the app repository checkout (default: team.yml app_repo)"
 
 
 @task(help={"repo": REPO})
 @cli
 def codeowners(c, repo=None):
     """Write .github/CODEOWNERS and the PR template from team.yml; unchanged files stay."""
-    root, t = app_repo.repo_dir(repo), team.load()
+    t = team.load()
+    root = app_repo.repo_dir(repo, t.get("app_repo"))
     for path, text in review.repo_files(t).items():
         say(f"{'wrote' if app_repo.write_if_changed(root, path, text) else 'unchanged'} {path}")
 

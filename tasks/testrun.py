@@ -13,7 +13,7 @@ from tasks._cli import cli
 
 @task(
     help={
-        "repo": "the app repository checkout (default: the current folder)",
+        "repo": "the app repository checkout (default: team.yml app_repo)",
         "e2e": "also run the e2e command (or set RUN_E2E=true)",
         "json": "print the report as JSON (the commands' output goes to stderr)",
     }
@@ -21,7 +21,8 @@ from tasks._cli import cli
 @cli
 def test(c, repo=None, e2e=False, json=False):
     """Unit, integration, [e2e] tests, coverage and its thresholds; exit 1 if any part failed."""
-    root, t = app_repo.repo_dir(repo), team.load()
+    t = team.load()
+    root = app_repo.repo_dir(repo, t.get("app_repo"))
     e2e = e2e or os.environ.get("RUN_E2E", "").lower() == "true"
     parts, limits = testrun.plan(t, e2e), testrun.thresholds(t)
     out = (lambda line: say(line, err=True)) if json else say
