@@ -287,7 +287,7 @@ def on_call(at: datetime) -> dict[str, str]:
     try:
         t = team.load()
         row = oncall.rotation(t, oncall.load_overrides(t)).who(at)
-    except BadInput:
+    except (BadInput, KeyError, TypeError, ValueError):  # a broken team.yml is reported elsewhere
         return {}
     return {"primary": row.primary, "secondary": row.secondary}
 

@@ -22,7 +22,19 @@ from cerniq_ops.errors import BadInput
 from cerniq_ops.output import register_secret
 
 TEAM_FILE = settings.PROJECT_DIR / "team.yml"
-SECTIONS = ("people", "roles", "review", "business", "oncall", "channels", "routes", "tests")
+SECTIONS = (
+    "people",
+    "roles",
+    "review",
+    "business",
+    "oncall",
+    "channels",
+    "routes",
+    "tests",
+    "ci",
+    "docs",
+    "pr_template",
+)
 
 
 def team_file() -> Path:

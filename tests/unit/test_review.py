@@ -192,3 +192,17 @@ def test_a_review_of_the_head_commit_or_an_approval_needs_no_follow_up():
     approved = [{**rv("ana-cerniq", "APPROVED"), "commit_id": "a" * 40}]
     assert review.waiting_for_follow_up(p, on_head) == []
     assert review.waiting_for_follow_up(p, approved) == []
+
+
+def test_a_broken_team_file_is_one_bad_input_line(tmp_path):
+    from cerniq_ops.errors import BadInput
+
+    bad = tmp_path / "team.yml"
+    bad.write_text("people: [\n")
+    with pytest.raises(BadInput, match=r"team rules file .* line \d+ is not valid YAML"):
+        team.load(bad)
+    bad.write_text("people: {}\nroles: {}\n")
+    with pytest.raises(BadInput, match="lacks section.*review, business, oncall"):
+        team.load(bad)
+    with pytest.raises(BadInput, match="does not exist"):
+        team.load(tmp_path / "none.yml")
