@@ -1,8 +1,8 @@
 """CI workflows (seed 4.4): the app repository's GitHub Actions files, as text from team.yml
 `ci` and group data. The PR checks are the seed's (lint, typecheck, test with postgres and
-redis services, security scan) plus our review rules as a status; the deploy workflows call
-our tasks: staging on develop, production on a version tag (with its typed confirmation and
-the GitHub `production` environment's protection), `invoke verify` nightly.
+redis services, security scan) plus our documentation gate and review rules (a status); the
+deploy workflows call our tasks: staging on develop, production on a version tag (with its typed
+confirmation and the GitHub `production` environment's protection), `invoke verify` nightly.
 
 Pure builders: each returns the file's text; `ci.workflows` writes only what differs.
 """
@@ -86,6 +86,21 @@ jobs:
         uses: snyk/actions/node@master
         env:
           SNYK_TOKEN: ${{ secrets.SNYK_TOKEN }}
+
+  docs:
+    if: github.event_name == 'pull_request'
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          path: app
+          fetch-depth: 0
+<<ops_steps>>
+      - name: invoke docs.check
+        working-directory: ops
+        env:
+          BASE_REF: ${{ github.base_ref }}
+        run: invoke docs.check --repo ../app --base "origin/$BASE_REF"
 
   review-rules:
     runs-on: ubuntu-latest

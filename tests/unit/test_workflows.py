@@ -34,7 +34,11 @@ def test_the_four_workflows_and_nothing_unfilled():
 def test_pr_checks_are_the_seeds_jobs_with_services_and_our_review_status():
     pr = doc("pr-checks.yml")
     assert pr["on"]["pull_request"]["types"] == ["opened", "synchronize", "reopened"]
-    assert list(pr["jobs"]) == ["lint", "typecheck", "test", "security", "review-rules"]
+    assert list(pr["jobs"]) == ["lint", "typecheck", "test", "security", "docs", "review-rules"]
+    assert (
+        runs(pr["jobs"]["docs"])[-1] == 'invoke docs.check --repo ../app --base "origin/$BASE_REF"'
+    )
+
     test = pr["jobs"]["test"]
     assert test["services"]["postgres"]["image"] == "postgres:18"
     assert test["services"]["postgres"]["ports"] == ["64032:5432"]
