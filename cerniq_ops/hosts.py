@@ -193,7 +193,7 @@ def sh(
 def reconnect(host: Host) -> None:
     """Open HOST's SSH connection again when it dropped (later commands, hooks included, then
     run on a fresh one); StepFailed when the host cannot be reached."""
-    client = getattr(host.connector, "client", None)
+    client = getattr(getattr(host, "connector", None), "client", None)
     transport = client.get_transport() if client is not None else None
     if client is None or (transport is not None and transport.is_active()):
         return
