@@ -508,7 +508,8 @@ def notify_deployment(ctx: Context) -> str:
     body = notify.deployment_announcement(
         ctx.version, s.env, when, ctx.options.get("changes") or [], ctx.message
     )
-    delivery = notify.post(
+    delivery = notify.post_kind(
+        "deploy",
         s.secret("slack_webhook_env"),
         notify.slack_payload(notify.Fields(title, _fields(ctx, when), True, body)),
     )
@@ -519,7 +520,8 @@ def notify_failure(ctx: Context) -> str:
     s, when = ctx.settings, now_utc()
     title = f"{_what(ctx)} of {ctx.version} to {s.env} FAILED"
     body = f"Failed at step `{ctx.facts.get('failed_step')}`: {ctx.facts.get('error')}"
-    delivery = notify.post(
+    delivery = notify.post_kind(
+        "deploy",
         s.secret("slack_webhook_env"),
         notify.slack_payload(notify.Fields(title, _fields(ctx, when), False, body)),
     )

@@ -160,7 +160,7 @@ def _slack(ctx: Context, title: str, ok: bool) -> str:
         "By": actor(),
     }
     payload = notify.slack_payload(notify.Fields(title, fields, ok))
-    return notify.post(ctx.settings.secret("slack_webhook_env"), payload).detail
+    return notify.post_kind("rollback", ctx.settings.secret("slack_webhook_env"), payload).detail
 
 
 @step()

@@ -239,7 +239,7 @@ def test_host_2_of_2_not_confirming_switches_host_1_back_and_names_both(run_on_f
 def test_a_host_lost_during_the_switch_back_is_named_with_what_it_routes(run_on_fakes):
     ctx, fakes = run_on_fakes
     fakes[APP2].answer(r"curl .*127\.0\.0\.1:64080", traefik(broken=True))
-    with pytest.raises(json.JSONDecodeError):  # not a CerniqError: the runner's hooks still run
+    with pytest.raises(StepFailed, match="answered 200 with a body that is not JSON"):
         bluegreen.switch_traffic(ctx)
     fakes[APP2].fail(r"^put ", "ssh: connection dropped")
     with pytest.raises(StepFailed) as partial:
@@ -247,8 +247,8 @@ def test_a_host_lost_during_the_switch_back_is_named_with_what_it_routes(run_on_
     assert str(partial.value) == (
         f"switched back {APP1} (cerniq-app routes cerniq-blue-first again); "
         f"could NOT switch back {APP2} (writing active.yml failed: StepFailed: {APP2}: could not "
-        f"upload {DYNAMIC}): it routes unknown (JSONDecodeError: Expecting value: line 1 column "
-        "1 (char 0))"
+        f"upload {DYNAMIC}): it routes unknown (StepFailed: {APP2}: Traefik API "
+        "http/routers/cerniq-app@file answered 200 with a body that is not JSON: '<html>oops')"
     )
     assert routes(fakes[APP1]) == "cerniq-blue-first"
     assert routes(fakes[APP2]) == "cerniq-green-first"
