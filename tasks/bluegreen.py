@@ -3,6 +3,7 @@
 from invoke import task
 
 from cerniq_ops import bluegreen, settings
+from cerniq_ops.deploy_inputs import number
 from cerniq_ops.output import emit_json, say, table
 from cerniq_ops.procedure import Context
 from tasks._cli import cli, progress_for, run_procedure
@@ -12,9 +13,10 @@ DRY_RUN = "show the steps and planned changes; change nothing"
 JSON = "print a JSON summary on stdout (progress goes to stderr)"
 MESSAGE = "a note shown in the lock, the audit log and the announcement"
 ANALYSIS = "seconds to watch the new color after the full switch (default: setting; 0 = off)"
+LOCK_WAIT = "seconds to wait for a held deploy lock (CI queues; default 0: fail at once)"
 
 
-def _run(procedure, name, env, version, json, dry_run, message, **options):
+def _run(procedure, name, env, version, json, dry_run, message, lock_wait=None, **options):
     ctx = Context(
         settings.load(env),
         name,
@@ -23,6 +25,7 @@ def _run(procedure, name, env, version, json, dry_run, message, **options):
         message=message,
         options={k: v for k, v in options.items() if v is not None},
         progress=progress_for(json),
+        lock_wait=number("lock-wait", lock_wait),
     )
     report = run_procedure(lambda c: bluegreen.run_procedure(procedure, c), ctx, json)
     if not json:
@@ -48,6 +51,7 @@ def _run(procedure, name, env, version, json, dry_run, message, **options):
         "dry_run": DRY_RUN,
         "message": MESSAGE,
         "json": JSON,
+        "lock_wait": LOCK_WAIT,
     }
 )
 @cli
@@ -61,6 +65,7 @@ def deploy(
     dry_run=False,
     message="",
     json=False,
+    lock_wait=None,
 ):
     """Deploy VERSION to the idle color, check it, switch Traefik to it (switch back on failure)."""
     return _run(
@@ -71,6 +76,7 @@ def deploy(
         json,
         dry_run,
         message,
+        lock_wait,
         initial=initial,
         confirm=confirm,
         analysis_seconds=analysis_seconds,
@@ -86,11 +92,20 @@ def deploy(
         "dry_run": DRY_RUN,
         "message": MESSAGE,
         "json": JSON,
+        "lock_wait": LOCK_WAIT,
     }
 )
 @cli
 def switch(
-    c, env, to=None, analysis_seconds=None, confirm=None, dry_run=False, message="", json=False
+    c,
+    env,
+    to=None,
+    analysis_seconds=None,
+    confirm=None,
+    dry_run=False,
+    message="",
+    json=False,
+    lock_wait=None,
 ):
     """Switch ENV's traffic to the other color, only if it is healthy (switch back on failure)."""
     return _run(
@@ -101,6 +116,7 @@ def switch(
         json,
         dry_run,
         message,
+        lock_wait,
         to=to,
         confirm=confirm,
         analysis_seconds=analysis_seconds,
@@ -118,6 +134,7 @@ def switch(
         "dry_run": DRY_RUN,
         "message": MESSAGE,
         "json": JSON,
+        "lock_wait": LOCK_WAIT,
     }
 )
 @cli
@@ -132,6 +149,7 @@ def canary(
     dry_run=False,
     message="",
     json=False,
+    lock_wait=None,
 ):
     """Move traffic to the idle color step by step; a failed analysis puts it back to 0%."""
     return _run(
@@ -142,6 +160,7 @@ def canary(
         json,
         dry_run,
         message,
+        lock_wait,
         steps=steps,
         pause=pause,
         confirm=confirm,
