@@ -104,7 +104,7 @@ def test_create_verify_restore_round_trip_brings_back_the_data(testbed, testinfr
     dumped_events = manifest["row_counts"]["public.events"]
     assert manifest["pg_version"].startswith("15.") and manifest["label"] == "pre-deploy"
     dump = db.file(manifest["file"])
-    assert (dump.mode, dump.user, dump.size) == (0o600, "postgres", manifest["size"])
+    assert (dump.mode, dump.user, dump.size) == (0o600, "deploy", manifest["size"])
     assert db.file(f"/backup/{backup_id}.manifest.json").mode == 0o600
     assert db.check_output(f"sha256sum {manifest['file']}").split()[0] == manifest["sha256"]
 
