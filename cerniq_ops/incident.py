@@ -8,6 +8,7 @@ pure function here; the few that touch hosts take a pyinfra Host.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,10 +98,11 @@ def new_id(at: datetime) -> str:
     return "INC-" + at.strftime("%Y%m%d%H%M%S")
 
 
+INCIDENT_ID = re.compile(r"INC-[0-9]{14}")
+
+
 def validate_id(incident_id: str) -> str:
-    if not (
-        incident_id.startswith("INC-") and incident_id[4:].isdigit() and len(incident_id) == 18
-    ):
+    if not INCIDENT_ID.fullmatch(incident_id):  # ASCII digits only, no trailing newline
         raise BadInput(f"invalid incident id {incident_id!r}: expected INC-YYYYmmddHHMMSS")
     return incident_id
 
