@@ -353,7 +353,7 @@ def live_data(s: Any, now: datetime) -> HandoffData:
         if db:
             dbh = state.inventory.get_host(s.db_host.name)
             _, out, _ = hosts.sh(dbh, backup.listing_argv(s.backup_dir))
-            backups, _ = backup.parse_listing(out)
+            backups = backup.parse_listing(out).backups
             problems, summary = backup_problems(
                 backups,
                 s.env,
