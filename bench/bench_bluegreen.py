@@ -10,16 +10,24 @@ atomic write) until at least --requests requests and --switches switches were ma
      testbed's hosts share this machine's clock, so SSH latency is not counted) to the first
      response after which every response of a probe hammering that host comes from the new
      color (goal: median <= 0.5 s over >= 10 switches).
+With --kills N it measures recovery instead: N times, `invoke bluegreen.switch` is SIGKILLed
+(its process group) at a random moment (seed printed; --seed repeats it), the lock released
+and the switch run again; it prints converged/N (the re-run exits 0 and every app host's
+marker, Traefik router and run record agree) and the failed requests across all of it.
 Takes the testbed down at the end.
 
     .venv/bin/python bench/bench_bluegreen.py [--requests 20000] [--switches 12]
+    .venv/bin/python bench/bench_bluegreen.py --kills 10 [--seed S]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
+import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -83,11 +91,77 @@ def rollout(s, version: str, initial: bool = False) -> None:
     bluegreen.run_procedure(bluegreen.DEPLOY, ctx)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+INVOKE = str(Path(sys.executable).parent / "invoke")
+SWITCH = ["bluegreen.switch", "--env", "production", "--confirm", "DEPLOY PRODUCTION"]
+
+
+def _invoke(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [INVOKE, *args], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+
+
+def converged(s) -> tuple[bool, str]:
+    """Every app host: one marker, Traefik routing that color, no run record left."""
+    seen = []
+    with hosts.session(s, s.app_hosts) as state:
+        for spec in s.app_hosts:
+            host = state.inventory.get_host(spec.name)
+            marker = (hosts.read_file(host, f"{s.app_root}/{bluegreen.MARKER}") or "").strip()
+            routed = bluegreen.routed_service(host)
+            pending = hosts.read_file(host, f"{s.app_root}/{bluegreen.PENDING}")
+            seen.append((marker, routed, pending))
+    ok = len({m for m, _, _ in seen}) == 1 and all(
+        r == bluegreen.routed_name(m) and p is None for m, r, p in seen
+    )
+    return ok, str(seen)
+
+
+def kills(s, count: int, seed: int, urls: list[str]) -> None:
+    os.environ.setdefault("CERNIQ_OVERRIDE_BLUEGREEN_LATENCY_FLOOR", "0.5")  # shared machine
+    rng = random.Random(seed)
+    say(f"random kills of bluegreen.switch: seed {seed} (--seed {seed} repeats it)")
+    good = 0
+    with Load(urls, workers=4, max_seconds=24 * 3600) as load:
+        load.wait_for_requests(500)
+        for i in range(count):
+            proc = subprocess.Popen(
+                [INVOKE, *SWITCH, "--analysis-seconds", "2"],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            at = rng.uniform(0.5, 15)
+            try:
+                proc.wait(timeout=at)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            rerun = _invoke(*SWITCH, "--analysis-seconds", "2")
+            if rerun.returncode == 3:
+                _invoke("lock.release", "--env", "production", "--confirm", "RELEASE production")
+                rerun = _invoke(*SWITCH, "--analysis-seconds", "2")
+            ok, seen = converged(s)
+            ok = ok and rerun.returncode == 0
+            good += ok
+            say(f"kill {i + 1} at {at:.1f}s: {'converged' if ok else 'NOT converged: ' + seen}")
+        result = load.stop()
+    say(
+        f"converged {good}/{count}; {result.total} requests, {result.failed} failed "
+        f"(goal: {count}/{count}, 0 failed)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--switches", type=int, default=12)
     parser.add_argument("--settle", type=float, default=1.5, help="seconds between switches")
+    parser.add_argument("--kills", type=int, default=0, help="measure N killed switches instead")
+    parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     manager = TestbedManager(
@@ -102,6 +176,10 @@ def main() -> None:
         rollout(s, VERSIONS["blue"], initial=True)
         rollout(s, VERSIONS["green"])
         urls = [f"http://{h.address}:{s.health_port}" for h in s.app_hosts]
+        if args.kills:
+            seed = args.seed if args.seed is not None else random.randrange(10**6)
+            kills(s, args.kills, seed, urls)
+            return
         text = {c: bluegreen.render(bluegreen.dynamic_config(c)) for c in VERSIONS}
         path = bluegreen.dynamic_path(s)
         folder, name = path.rsplit("/", 1)

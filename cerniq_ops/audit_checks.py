@@ -356,6 +356,42 @@ def lock_problem(path: str, text: str | None, now: datetime, max_age_minutes: fl
     return None
 
 
+def unfinished_run_problems(
+    journal_path: str,
+    journal_text: str | None,
+    lock_text: str | None,
+    pending: Mapping[str, str | None],
+    now: datetime,
+    max_age_minutes: float,
+) -> list[str]:
+    """A run that died and was not re-run: the journal still says `running` while no working
+    run holds the lock; or a blue-green run record (PENDING: path -> text) left behind."""
+    working = lock_text is not None and lock_problem("", lock_text, now, max_age_minutes) is None
+    if working:
+        return []
+    problems = []
+    try:
+        journal = json.loads(journal_text) if journal_text else None
+    except ValueError:
+        journal = None
+        problems.append(f"{journal_path} is unreadable: {journal_text.strip()[:60]!r}")
+    if journal and journal.get("outcome") == "running":
+        run = journal.get("run") or {}
+        problems.append(
+            f"a run of {run.get('procedure', '?')} {run.get('version') or ''}".rstrip()
+            + f" died at step {run.get('step') or '?'} ({run.get('holder', '?')}, pid "
+            f"{run.get('pid', '?')}, last sign of life {run.get('refreshed') or run.get('since')})"
+            "; re-run the same command: it converges from what was left"
+        )
+    for path, text in pending.items():
+        if text is not None:
+            problems.append(
+                f"{path}: a blue-green change was never finished ({text.strip()[:80]}); "
+                "re-run it, or `invoke bluegreen.switch --to <color>`"
+            )
+    return problems
+
+
 # -- backups ---------------------------------------------------------------------------------
 def backup_problems(
     backups: Sequence[Any],

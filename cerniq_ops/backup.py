@@ -45,7 +45,7 @@ from cerniq_ops.settings import Settings
 
 LABELS = ("pre-deploy", "pre-migration", "manual")
 INTERNAL_LABELS = ("pre-restore",)
-ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[a-z]+-[a-z][a-z0-9-]*$")
+ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[a-z]+-[a-z][a-z0-9-]*\Z", re.ASCII)  # \Z: no newline
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFY_SUFFIX = ".verify.json"

@@ -27,10 +27,12 @@ Traefik file is never truncated in place; the seed's "Restore Traefik config" TO
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import requests
 
@@ -52,11 +54,16 @@ from cerniq_ops.deploy import (
 )
 from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.procedure import Context, Report, run, step
+from cerniq_ops.rollout import Container
 from cerniq_ops.settings import HostSpec, Settings
 
 COLORS = ("blue", "green")
 MARKER = "active-env"
 SWITCHED_AT = "active-env.switched-at"
+VERSION_MARKERS = ("current-version", "previous-version")
+PENDING = "bluegreen.pending"  # the run record of a change of routing not finished yet
+TEMP_SUFFIX = ".tmp-cerniq"  # hosts.write_file's temporary names: .<name>.tmp-cerniq
+CONFIRM_SECONDS = 30.0  # how long Traefik may take to confirm a routing on a host
 DYNAMIC_FILE = "active.yml"
 COLOR_HEADER = "X-Cerniq-Color"
 ROUTER, WEB_ROUTER = "cerniq-app", "cerniq-web"
@@ -241,6 +248,153 @@ def canary_steps(spec: str | list[int] | tuple[int, ...]) -> list[int]:
     return weights if weights[-1] == 100 else [*weights, 100]
 
 
+def _seconds(value, name: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"invalid {name} {value!r}: a number of seconds >= 0") from None
+    if not seconds >= 0 or seconds == float("inf"):  # also refuses nan
+        raise BadInput(f"invalid {name} {value!r}: a number of seconds >= 0")
+    return seconds
+
+
+def validate_options(options: Mapping, s: Settings) -> dict:
+    """Every option of `invoke bluegreen.*` (or the setting it defaults to), checked and parsed:
+    the values to run with. BadInput (exit 2) names the first wrong one; nothing connects first.
+    """
+    to = options.get("to")
+    if to is not None and to not in COLORS:
+        raise BadInput(f"invalid --to {to!r}: choose blue or green")
+    parsed: dict = {}
+    if options.get("steps") is not None:
+        parsed["steps"] = canary_steps(options["steps"])
+    else:
+        canary_steps(s.bluegreen_canary_steps)  # a bad override fails here, not mid-canary
+    for name, setting in (
+        ("pause", "bluegreen_canary_pause"),
+        ("delay", "bluegreen_scale_down_delay"),
+        ("analysis_seconds", "bluegreen_analysis_seconds"),
+    ):
+        if options.get(name) is not None:
+            parsed[name] = _seconds(options[name], "--" + name.replace("_", "-"))
+        else:
+            _seconds(getattr(s, setting), f"setting {setting}")
+    return parsed
+
+
+# -- pure: the run record of an unfinished change, and what a re-run does with it ----------------
+@dataclass(frozen=True)
+class Pending:
+    """Written on every app host before a run first changes the routing, removed when the run
+    ends (done, or switched back everywhere). Found by a later run: an earlier one was killed."""
+
+    procedure: str
+    from_color: str | None  # what Traefik routed before (None: a first rollout)
+    to: str
+    version: str | None  # what TO runs
+    previous: str | None  # what FROM_COLOR runs
+    initial: bool = False
+
+
+def pending_text(p: Pending) -> str:
+    return json.dumps(asdict(p), sort_keys=True) + "\n"
+
+
+def parse_pending(text: str | None) -> Pending | None:
+    """The record, or None when absent or unreadable (an unreadable one tells nothing)."""
+    if not text:
+        return None
+    try:
+        p = Pending(**json.loads(text))
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if p.to not in COLORS or p.from_color not in (*COLORS, None):
+        return None
+    return p
+
+
+def same_request(p: Pending, procedure: str, version: str | None, to: str | None) -> bool:
+    """Is this run the killed one again (same command, same target)? Then it resumes it."""
+    if p.procedure != procedure:
+        return False
+    if to is not None and to != p.to:
+        return False
+    return version is None or version == p.version
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What a run does with the state an earlier, killed run left (see plan_recovery)."""
+
+    action: str  # resume | keep | put_back
+    color: str | None  # the color every host routes after the recovery
+    hosts: tuple[str, ...] = ()  # put_back: the hosts whose routing is rewritten
+
+
+def plan_recovery(p: Pending, routed: Mapping[str, str | None], same: bool) -> Recovery:
+    """What Traefik routes is what users see: when the killed run's switch reached every host
+    it stands (RESUME it when this run is the same request: markers, checks and the post-switch
+    watch still to do; else KEEP it and make the markers follow). Anything less (some hosts, a
+    canary's weighted split) is PUT BACK to the color routed before, and the run starts over."""
+    if routed and all(r == routed_name(p.to) for r in routed.values()):
+        return Recovery("resume" if same else "keep", p.to)
+    before = routed_name(p.from_color) if p.from_color else None
+    return Recovery(
+        "put_back", p.from_color, tuple(name for name, r in routed.items() if r != before)
+    )
+
+
+def temp_paths(s: Settings) -> list[str]:
+    """The temporary names a killed write of ours can leave (Traefik ignores them: no .yml)."""
+    names = [MARKER, SWITCHED_AT, *VERSION_MARKERS, PENDING]
+    return [
+        *(f"{s.app_root}/.{name}{TEMP_SUFFIX}" for name in names),
+        f"{s.app_root}/traefik/dynamic/.{DYNAMIC_FILE}{TEMP_SUFFIX}",
+    ]
+
+
+def remove_existing(paths: list[str]) -> str:
+    """Shell text: remove each of PATHS that exists, printing its name."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return f'for p in {quoted}; do if [ -e "$p" ]; then rm -f "$p" && echo "$p"; fi; done; true'
+
+
+# -- pure: a color's containers, every state -------------------------------------------------
+def stale_containers(found: list[Container]) -> list[Container]:
+    """Containers `compose up` would start again as they are (exited, created, dead...): never
+    revive one; they are removed and compose creates fresh ones."""
+    return [c for c in found if c.state != "running"]
+
+
+def color_problems(found: list[Container], s: Settings, color: str, version: str) -> list[str]:
+    """A color runs exactly one running container of each service, on VERSION's image."""
+    problems = []
+    for svc in s.services:
+        mine = [c for c in found if c.service == svc]
+        good = [c for c in mine if c.state == "running" and c.image == s.image(svc, version)]
+        if len(good) != 1 or len(mine) != 1:
+            seen = ", ".join(f"{c.id[:12]} {c.image.rsplit(':', 1)[-1]} {c.state}" for c in mine)
+            problems.append(f"{color} {svc}: {seen or 'no container'} (want 1 x {version})")
+    return problems
+
+
+def surplus_containers(found: list[Container], s: Settings, version: str) -> list[Container]:
+    """Beside a running container of a service on VERSION's image: its other containers."""
+    extra = []
+    for svc in s.services:
+        mine = [c for c in found if c.service == svc]
+        good = [c for c in mine if c.state == "running" and c.image == s.image(svc, version)]
+        if good:
+            extra += [c for c in mine if c is not good[0]]
+    return extra
+
+
+def describe_containers(found: list[Container]) -> str:
+    return ", ".join(
+        f"{c.service} {c.id[:12]} ({c.image.rsplit(':', 1)[-1]}, {c.state})" for c in found
+    )
+
+
 Traffic = metrics.Window  # requests, 5xx errors, seconds spent: Traefik's counters
 
 
@@ -322,11 +476,70 @@ def color_version(s: Settings, host, spec: HostSpec, color: str) -> tuple[str | 
     return ("+".join(tags) or None), h
 
 
+def color_containers(host, s: Settings, color: str) -> list[Container]:
+    """The color's containers by compose labels, in every state (`docker ps -a`)."""
+    _, out, _ = hosts.sh(host, compose.list_containers(color_project(s, color), all_states=True))
+    return rollout.parse_ps(out)
+
+
+def describe_routed(host, routed: str | None) -> str:
+    """What HOST's public router names, with a canary's weights (`cerniq-canary (blue 90%,
+    green 10%)`)."""
+    if routed != "cerniq-canary":
+        return routed or "no blue-green router"
+    doc = _service_doc(host, "cerniq-canary") or {}
+    weights = (doc.get("weighted") or {}).get("services") or []
+    return f"{routed} (" + ", ".join(f"{w.get('name')} {w.get('weight')}%" for w in weights) + ")"
+
+
 def _pairs(ctx: Context):
     return list(zip(ctx.settings.app_hosts, ctx.app_hosts, strict=True))
 
 
+def _pending_path(s: Settings) -> str:
+    return f"{s.app_root}/{PENDING}"
+
+
+def read_pending(ctx: Context) -> Pending | None:
+    for _, host in _pairs(ctx):
+        found = parse_pending(hosts.read_file(host, _pending_path(ctx.settings)))
+        if found:
+            return found
+    return None
+
+
+def remove_pending(ctx: Context) -> None:
+    for _, host in _pairs(ctx):
+        hosts.sh(host, ["rm", "-f", _pending_path(ctx.settings)])
+
+
+def begin_change(ctx: Context) -> None:
+    """Before the first change of routing: the run record on every app host (a run killed
+    from here on is recognised, and resumed or put back, by the next one)."""
+    s, old, new = ctx.settings, ctx.facts["active"], ctx.facts["idle"]
+    record = Pending(
+        ctx.procedure,
+        old,
+        new,
+        ctx.version,
+        ctx.facts.get("previous_version"),
+        bool(ctx.options.get("initial")),
+    )
+    ctx.facts["switch_started"] = True  # from here on, a failure switches back
+    for _, host in _pairs(ctx):
+        hosts.write_file(host, _pending_path(s), pending_text(record))
+
+
 # -- steps -------------------------------------------------------------------------------------
+@step(offline=True)
+def check_inputs(ctx: Context) -> str:
+    """Every option (steps, pause, delay, analysis window, color) valid before anything
+    connects; the parsed values replace the raw ones."""
+    ctx.options.update(validate_options(ctx.options, ctx.settings))
+    shown = [f"{k}={ctx.options[k]}" for k in ("to", "steps", "pause", "delay") if k in ctx.options]
+    return ", ".join(str(x) for x in shown) or "defaults"
+
+
 @step(offline=True)
 def confirm_change(ctx: Context) -> str:
     """Production needs the typed confirmation (the same phrase as `invoke deploy`)."""
@@ -336,10 +549,144 @@ def confirm_change(ctx: Context) -> str:
     return "no confirmation needed"
 
 
+@step()
+def recover(ctx: Context) -> str:
+    """What an earlier run killed midway left: its temporary files removed; its unfinished
+    change of routing (its run record) resumed, kept or put back (plan_recovery)."""
+    return settle_unfinished(ctx, resume=True)
+
+
+def settle_unfinished(ctx: Context, *, resume: bool) -> str:
+    """`recover`; RESUME False: never resume the earlier run (another procedure, e.g. rollback,
+    only wants a consistent state to start from)."""
+    s = ctx.settings
+    if ctx.dry_run:
+        return "would remove temporary files and settle an unfinished run's routing"
+    removed = 0
+    for spec, host in _pairs(ctx):
+        _, out, _ = hosts.sh(host, remove_existing(temp_paths(s)))
+        for path in out.split():
+            removed += 1
+            ctx.repaired(f"{spec.name}: removed {path}, a write cut short")
+    pending = read_pending(ctx)
+    if pending is None:
+        followed = _markers_follow_traefik(ctx)
+        return f"no unfinished run; {removed} temporary file(s) removed" + (
+            f"; {followed}" if followed else ""
+        )
+    routed, shown = {}, []
+    for spec, host in _pairs(ctx):
+        try:
+            routed[spec.name] = routed_service(host)
+            shown.append(f"{spec.name} routes {describe_routed(host, routed[spec.name])}")
+        except StepFailed as exc:
+            raise StepFailed(
+                f"{exc}: an unfinished {pending.procedure} to {pending.to} cannot be settled "
+                "while Traefik is down; start Traefik and run again"
+            ) from None
+    same = resume and same_request(pending, ctx.procedure, ctx.version, ctx.options.get("to"))
+    plan = plan_recovery(pending, routed, same)
+    seen = ", ".join(shown)
+    was = f"an unfinished {pending.procedure} ({pending.from_color or 'none'} -> {pending.to})"
+    if plan.action == "resume":
+        ctx.version = pending.version
+        ctx.facts.update(
+            active=pending.from_color,
+            idle=pending.to,
+            previous_version=pending.previous,
+            resumed=True,
+            switch_started=True,
+            written={name: routed_name(pending.to) for name in routed},
+        )
+        ctx.repaired(
+            f"{was} had switched every host ({seen}): resuming it (markers, checks, the watch)"
+        )
+        return f"resuming {pending.procedure}: {pending.to} ({pending.version}) is routed"
+    if plan.action == "put_back":
+        back = routed_name(plan.color) if plan.color else "no blue-green router"
+        if plan.hosts:
+            apply_routing(ctx, plan.color, None)
+            ctx.facts.pop("written", None)
+            ctx.repaired(f"{was} left {seen}: put back to {back} on every host")
+        else:
+            ctx.repaired(f"{was} died before it changed the routing ({seen})")
+        color, version, previous = plan.color, pending.previous, pending.version
+    else:
+        ctx.repaired(f"{was} had switched every host ({seen}): it stands")
+        color, version, previous = plan.color, pending.version, pending.previous
+    _settle_markers(ctx, color, version, previous, was)
+    remove_pending(ctx)
+    return f"settled {was}: {routed_name(color) if color else 'no router'} everywhere"
+
+
+def markers_to_repair(markers: Mapping[str, str | None], routed: Mapping[str, str | None]):
+    """The color the markers must say when they disagree with a Traefik that routes one color
+    everywhere (what users see), else None. Only markers that are blue, green or absent, with
+    at least one present, are repaired; anything else stays a refusal (read_active)."""
+    colors = {c for c in COLORS for r in routed.values() if r == routed_name(c)}
+    if len(colors) != 1 or not all(r in map(routed_name, COLORS) for r in routed.values()):
+        return None
+    (color,) = colors
+    values = set(markers.values())
+    if not values <= {*COLORS, None} or values <= {None} or values == {color}:
+        return None
+    return color
+
+
+def _markers_follow_traefik(ctx: Context) -> str | None:
+    """No run record, yet markers that disagree with Traefik (a run of an older release killed
+    between its switch and its markers, or a hand edit): the markers follow what Traefik routes."""
+    s, markers, routed = ctx.settings, {}, {}
+    for spec, host in _pairs(ctx):
+        text = (hosts.read_file(host, f"{s.app_root}/{MARKER}") or "").strip() or None
+        markers[spec.name] = text
+        try:
+            routed[spec.name] = routed_service(host)
+        except StepFailed:
+            return None  # check_traefik says it, with the way out
+    color = markers_to_repair(markers, routed)
+    if color is None:
+        return None
+    spec, host = _pairs(ctx)[0]
+    version, h = color_version(s, host, spec, color)
+    previous, _ = color_version(s, host, spec, other(color))
+    write_markers(ctx, color, version if h.ok else None, previous)
+    seen = ", ".join(f"{n} {MARKER}={v or 'absent'}" for n, v in markers.items())
+    ctx.repaired(f"markers ({seen}) set to {color}, which Traefik routes on every host")
+    ctx.facts.pop("markers_written", None)
+    return f"markers follow Traefik: {color}"
+
+
+def _settle_markers(
+    ctx: Context, color: str | None, version: str | None, previous: str | None, was: str
+) -> None:
+    """Markers that follow what Traefik routes (COLOR running VERSION)."""
+    s, wrong = ctx.settings, []
+    for spec, host in _pairs(ctx):
+        marker = (hosts.read_file(host, f"{s.app_root}/{MARKER}") or "").strip() or None
+        current = (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() or None
+        if marker != color or (color and version and current != version):
+            wrong.append(f"{spec.name} {MARKER}={marker or 'absent'} current-version={current}")
+    if not wrong:
+        return
+    if color:
+        write_markers(ctx, color, version, previous)
+        ctx.facts.pop("markers_written", None)  # settled, not this run's change
+    else:  # a first rollout put back: no marker at all, as before it
+        for _, host in _pairs(ctx):
+            hosts.sh(host, ["rm", "-f", f"{s.app_root}/{MARKER}"])
+    ctx.repaired(
+        f"markers left by {was} ({'; '.join(wrong)}) set to {color or 'absent'}"
+        + (f" on {version}" if color and version else "")
+    )
+
+
 @step(audited=False)
 def read_active(ctx: Context) -> str:
     """The `active-env` marker on every app host: blue or green, the same everywhere."""
     s, markers, bad = ctx.settings, {}, []
+    if ctx.facts.get("resumed"):  # recover set active/idle from the run record
+        return f"resuming: {ctx.facts['active'] or 'none'} -> {ctx.facts['idle']}"
     repair = ctx.options.get("to")
     for spec, host in _pairs(ctx):
         text = hosts.read_file(host, f"{s.app_root}/{MARKER}")
@@ -397,6 +744,8 @@ def check_traefik(ctx: Context) -> str:
                 f"{s.app_root}/docker-compose.traefik.yml up -d` on {spec.name}"
             ) from None
     want = routed_name(active) if active else None
+    if ctx.facts.get("resumed"):  # the killed run had switched every host already
+        want = routed_name(ctx.facts["idle"])
     wrong = {n: r for n, r in routed.items() if r != want}
     if wrong and not ctx.options.get("to"):
         seen = ", ".join(f"{n} routes {r or 'no blue-green router'}" for n, r in wrong.items())
@@ -407,7 +756,8 @@ def check_traefik(ctx: Context) -> str:
     ctx.facts["routed"] = routed
     if not ctx.dry_run:  # the old color's baseline: its traffic from now to the switch
         ctx.facts["metrics_at_start"] = total_traffic(ctx)
-    if active is None and ctx.options.get("to"):  # repairing: the old color is what Traefik routes
+    if active is None and ctx.options.get("to") and not ctx.facts.get("resumed"):
+        # repairing: the old color is what Traefik routes
         colors = {c for c in COLORS for r in routed.values() if r == routed_name(c)}
         ctx.facts["active"] = colors.pop() if len(colors) == 1 else None
     return "; ".join([*done, f"Traefik routes {want or 'no blue-green router yet'} everywhere"])
@@ -421,6 +771,8 @@ def _edge_documents(s: Settings) -> dict[str, tuple[str, str]]:
 def compare_versions(ctx: Context) -> str:
     """What the active color runs: the same version, healthy everywhere = nothing to do."""
     s, active = ctx.settings, ctx.facts["active"]
+    if ctx.facts.get("resumed"):
+        return f"skipped: resuming, {ctx.facts['idle']} already serves {ctx.version}"
     if active is None:
         return f"first rollout: {ctx.version} goes to {ctx.facts['idle']}"
     running = {}
@@ -439,8 +791,8 @@ def compare_versions(ctx: Context) -> str:
 def deploy_idle(ctx: Context) -> str:
     """The idle color's compose project at the new version, started (the seed: pull, up -d)."""
     s, idle = ctx.settings, ctx.facts["idle"]
-    if ctx.facts.get("converged"):
-        return "skipped: nothing changed"
+    if ctx.facts.get("converged") or ctx.facts.get("resumed"):
+        return "skipped: " + ("resuming" if ctx.facts.get("resumed") else "nothing changed")
     password = s.require_secret("db_password_env")
     documents = color_documents(s, idle, ctx.version, password)
     if ctx.dry_run:
@@ -450,7 +802,23 @@ def deploy_idle(ctx: Context) -> str:
     hosts.apply(s, s.app_hosts, _app_files(), documents=documents)
     stack = color_stack(s, idle)
     for spec, host in _pairs(ctx):
+        stale = stale_containers(color_containers(host, s, idle))
+        if stale:  # `up` would start them again as they are: fresh ones instead
+            hosts.sh(host, ["docker", "rm", "-f", *(c.id for c in stale)])
+            ctx.repaired(f"{spec.name}: removed {describe_containers(stale)} of {idle}")
         hosts.sh(host, stack.cmd("up", "-d", "--remove-orphans"), timeout=900)
+        found = color_containers(host, s, idle)
+        extra = surplus_containers(found, s, ctx.version)
+        if extra:  # e.g. a replica renamed by a recreate cut short, beside the new one
+            hosts.sh(host, ["docker", "rm", "-f", *(c.id for c in extra)])
+            ctx.repaired(f"{spec.name}: removed {describe_containers(extra)} of {idle}")
+            found = color_containers(host, s, idle)
+        problems = color_problems(found, s, idle, ctx.version)
+        if problems:
+            raise StepFailed(
+                f"{spec.name}: {'; '.join(problems)} after `up`; traffic stays on "
+                f"{ctx.facts['active'] or 'what served it'}"
+            )
         ctx.note(f"{spec.name}: {stack.project} up at {ctx.version}")
     return f"{idle} runs {ctx.version} on {len(s.app_hosts)} host(s)"
 
@@ -459,8 +827,8 @@ def deploy_idle(ctx: Context) -> str:
 def wait_idle_healthy(ctx: Context) -> str:
     """The seed's loop: /health on the idle color's port, 30 x 2 s, reporting the new version."""
     s, idle = ctx.settings, ctx.facts["idle"]
-    if ctx.facts.get("converged"):
-        return "skipped: nothing changed"
+    if ctx.facts.get("converged") or ctx.facts.get("resumed"):
+        return "skipped: " + ("resuming" if ctx.facts.get("resumed") else "nothing changed")
     if ctx.dry_run:
         return (
             f"would wait for {idle} ({s.bluegreen_health_retries} x {s.bluegreen_health_interval}s)"
@@ -485,6 +853,8 @@ def wait_idle_healthy(ctx: Context) -> str:
 def check_idle_ready(ctx: Context) -> str:
     """`switch`/`canary` of the idle color as it runs: only when it is healthy."""
     s, idle = ctx.settings, ctx.facts["idle"]
+    if ctx.facts.get("resumed"):
+        return f"skipped: resuming, {idle} already serves {ctx.version}"
     versions = set()
     for spec, host in _pairs(ctx):
         version, h = color_version(s, host, spec, idle)
@@ -492,6 +862,13 @@ def check_idle_ready(ctx: Context) -> str:
             raise StepFailed(
                 f"{idle} is not healthy on {spec.name} ({h.detail}): refusing to send it "
                 "traffic; nothing was changed"
+            )
+        problems = color_problems(color_containers(host, s, idle), s, idle, version or "")
+        if problems:
+            raise StepFailed(
+                f"{spec.name}: {'; '.join(problems)}: refusing to send {idle} traffic; nothing "
+                f"was changed; deploy it again with `invoke bluegreen.deploy --env {s.env} "
+                f"--version {version}`"
             )
         versions.add(version)
         if ctx.facts["active"]:
@@ -515,8 +892,8 @@ def check_idle_ready(ctx: Context) -> str:
 def prepare_traefik(ctx: Context) -> str:
     """Both colors defined in Traefik (routing unchanged) and the idle one UP there."""
     s, idle = ctx.settings, ctx.facts["idle"]
-    if ctx.facts.get("converged"):
-        return "skipped: nothing changed"
+    if ctx.facts.get("converged") or ctx.facts.get("resumed"):
+        return "skipped: " + ("resuming" if ctx.facts.get("resumed") else "nothing changed")
     text = render(dynamic_config(ctx.facts["active"]))
     if ctx.dry_run:
         return f"would write {dynamic_path(s)} (routing unchanged) on {len(s.app_hosts)} host(s)"
@@ -543,8 +920,8 @@ def _service_doc(host, name: str) -> dict | None:
 def smoke_idle(ctx: Context) -> str:
     """The smoke suite against the idle color, through Traefik (`X-Cerniq-Color: <idle>`)."""
     s, idle = ctx.settings, ctx.facts["idle"]
-    if ctx.facts.get("converged"):
-        return "skipped: nothing changed"
+    if ctx.facts.get("converged") or ctx.facts.get("resumed"):
+        return "skipped: " + ("resuming" if ctx.facts.get("resumed") else "nothing changed")
     if ctx.dry_run:
         return f"would run the smoke suite against {idle} on every app host"
     with ThreadPoolExecutor(max_workers=len(s.app_hosts)) as pool:  # one suite per host, at once
@@ -570,30 +947,53 @@ def switch_traffic(ctx: Context) -> str:
         return "skipped: nothing changed"
     if ctx.dry_run:
         return f"would route {ROUTER} to {routed_name(idle)} on {len(s.app_hosts)} host(s)"
+    if ctx.facts.get("resumed"):  # written by the killed run: confirm it, write nothing
+        for spec, host in _pairs(ctx):
+            confirm_routing(s, spec, host, idle, None)
+        ctx.facts["switched"] = True
+        return f"{len(s.app_hosts)} host(s) already route {routed_name(idle)} (confirmed)"
     ctx.facts["metrics_at_switch"] = total_traffic(ctx)
+    begin_change(ctx)
     seconds = apply_routing(ctx, idle, None)
     ctx.facts["switched"] = True
     return f"{len(s.app_hosts)} host(s) route {routed_name(idle)} ({seconds:.2f}s to confirm)"
 
 
+def routing_label(active: str | None, weight: int | None) -> str:
+    """What the public router names for a routing (what confirm_routing waits for)."""
+    if active is None:
+        return "no blue-green router"
+    return routed_name(active) if weight is None else "cerniq-canary"
+
+
 def apply_routing(ctx: Context, active: str | None, weight: int | None) -> float:
-    """Write the routing on every app host (atomic rename), then confirm it on each."""
+    """Write the routing on every app host (atomic rename), then confirm it on each.
+
+    Each host is recorded in `ctx.facts["written"]` before its file is replaced, so a failure
+    or an exception at any point leaves switch_back the exact set of hosts to rewrite."""
     s, start = ctx.settings, time.monotonic()
     text = render(dynamic_config(active, weight))
-    for _, host in _pairs(ctx):
+    written = ctx.facts.setdefault("written", {})
+    for spec, host in _pairs(ctx):
+        written[spec.name] = routing_label(active, weight)
         hosts.write_file(host, dynamic_path(s), text)
+        ctx.note(f"{spec.name}: {ROUTER} -> {written[spec.name]} written")
     for spec, host in _pairs(ctx):
         confirm_routing(s, spec, host, active, weight)
     return time.monotonic() - start
 
 
 def confirm_routing(
-    s: Settings, spec: HostSpec, host, active: str | None, weight: int | None, timeout=30.0
+    s: Settings,
+    spec: HostSpec,
+    host,
+    active: str | None,
+    weight: int | None,
+    timeout: float | None = None,
 ) -> None:
     """Traefik's API names the expected service, and the host's entrypoint answers from it."""
-    want = routed_name(active) if active and weight is None else None
-    if active and weight is not None:
-        want = "cerniq-canary"
+    want = None if active is None else routing_label(active, weight)
+    timeout = CONFIRM_SECONDS if timeout is None else timeout
     traefik.wait_for(
         f"Traefik on {spec.name} to route {want or 'no blue-green router'}",
         lambda: routed_service(host) == want,
@@ -627,20 +1027,26 @@ def update_marker(ctx: Context) -> str:
         return "skipped: nothing changed"
     if ctx.dry_run:
         return f"would write {MARKER}={idle}"
-    write_markers(ctx, idle, ctx.version, ctx.facts.get("previous_version"))
     ctx.facts["marker"] = idle
+    write_markers(ctx, idle, ctx.version, ctx.facts.get("previous_version"))
     return f"{MARKER}={idle} on {len(s.app_hosts)} host(s)"
 
 
 def write_markers(ctx: Context, color: str, version: str | None, previous: str | None) -> None:
-    s = ctx.settings
-    for _, host in _pairs(ctx):
-        hosts.write_file(host, f"{s.app_root}/{MARKER}", color + "\n")
-        hosts.write_file(host, f"{s.app_root}/{SWITCHED_AT}", f"{time.time():.0f} {now_utc()}\n")
-        if version:
-            if previous and previous != version:
-                hosts.write_file(host, f"{s.app_root}/previous-version", previous + "\n")
-            hosts.write_file(host, f"{s.app_root}/current-version", version + "\n")
+    """The markers on every app host; each host is recorded in `markers_written` first."""
+    written = ctx.facts.setdefault("markers_written", set())
+    for spec, host in _pairs(ctx):
+        written.add(spec.name)
+        write_markers_on(host, ctx.settings, color, version, previous)
+
+
+def write_markers_on(host, s: Settings, color: str, version: str | None, previous: str | None):
+    hosts.write_file(host, f"{s.app_root}/{MARKER}", color + "\n")
+    hosts.write_file(host, f"{s.app_root}/{SWITCHED_AT}", f"{time.time():.0f} {now_utc()}\n")
+    if version:
+        if previous and previous != version:
+            hosts.write_file(host, f"{s.app_root}/previous-version", previous + "\n")
+        hosts.write_file(host, f"{s.app_root}/current-version", version + "\n")
 
 
 @step(audited=False)
@@ -716,10 +1122,16 @@ def canary(ctx: Context) -> str:
     pause = float(ctx.options.get("pause", s.bluegreen_canary_pause))
     if ctx.facts.get("converged"):
         return "skipped: nothing changed"
+    if ctx.facts.get("resumed"):  # the killed run had reached 100%: confirm it
+        for spec, host in _pairs(ctx):
+            confirm_routing(s, spec, host, new, None)
+        ctx.facts["switched"] = True
+        return f"skipped: resuming, the killed run had moved 100% to {new} (confirmed)"
     if old is None:
         raise StepFailed("a canary needs an active color to compare with: run a deploy first")
     if ctx.dry_run:
         return f"would move {' -> '.join(f'{w}%' for w in weights)} to {new}, {pause:g}s apart"
+    begin_change(ctx)
     ctx.facts["canary_started"] = True
     done = []
     for weight in weights:
@@ -746,6 +1158,15 @@ def canary(ctx: Context) -> str:
         ctx.note(f"{weight}%: {verdict.detail}")
         done.append(f"{weight}% ({verdict.detail})")
     return "; ".join(done)
+
+
+@step(audited=False)
+def close_run(ctx: Context) -> str:
+    """The run record removed: the change of routing is finished (the last step)."""
+    if ctx.dry_run or not ctx.facts.get("switch_started"):
+        return "no run record"
+    remove_pending(ctx)
+    return f"run record removed on {len(ctx.settings.app_hosts)} host(s)"
 
 
 def _delta(now: dict[str, Traffic], before: dict[str, Traffic], color: str) -> Traffic:
@@ -786,18 +1207,75 @@ def stop_idle(ctx: Context) -> str:
 
 # -- failure hooks -------------------------------------------------------------------------------
 def switch_back(ctx: Context) -> str:
-    """After a failure past the switch (or during a canary), route the old color again."""
-    old = ctx.facts.get("active")
-    if not (ctx.facts.get("switched") or ctx.facts.get("canary_started")):
-        return "nothing to switch back: traffic never left " + str(old)
-    apply_routing(ctx, old, None)
-    if ctx.facts.get("marker") and old:
-        write_markers(ctx, old, ctx.facts.get("previous_version"), ctx.version)
-    elif ctx.facts.get("marker"):  # a first rollout: back to no marker at all
-        for _, host in _pairs(ctx):
-            hosts.sh(host, ["rm", "-f", f"{ctx.settings.app_root}/{MARKER}"])
-    ctx.facts["switched_back"] = True
-    return f"switched back: {ROUTER} routes {routed_name(old) if old else 'nothing'} again"
+    """After a failure (any exception) once a change of routing began: the old color routed
+    again on every host this run wrote (`written`), and its markers back where this run wrote
+    them (`markers_written`). Each host on its own: one that fails does not stop the others,
+    and the outcome names each host and what it routes. The run record goes only when every
+    host was put back (else the next run finds it and settles what is left)."""
+    s, old = ctx.settings, ctx.facts.get("active")
+    back = routing_label(old, None)
+    if not ctx.facts.get("switch_started"):
+        return f"nothing to switch back: traffic never left {back}"
+    written = ctx.facts.get("written") or {}
+    marked = ctx.facts.get("markers_written") or set()
+    pairs = [(spec, host) for spec, host in _pairs(ctx) if spec.name in written]
+    failed: dict[str, str] = {}
+    text = render(dynamic_config(old))
+    for spec, host in pairs:
+        try:
+            hosts.write_file(host, dynamic_path(s), text)
+        except Exception as exc:  # noqa: BLE001 - every host is tried, each failure named
+            failed[spec.name] = f"writing {DYNAMIC_FILE} failed: {_first_line(exc)}"
+    for spec, host in pairs:
+        if spec.name in failed:
+            continue
+        try:
+            confirm_routing(s, spec, host, old, None)
+        except Exception as exc:  # noqa: BLE001
+            failed[spec.name] = f"not confirmed: {_first_line(exc)}"
+    for spec, host in _pairs(ctx):
+        if spec.name not in marked:
+            continue
+        try:
+            if old:
+                write_markers_on(host, s, old, ctx.facts.get("previous_version"), ctx.version)
+            else:  # a first rollout: back to no marker at all
+                hosts.sh(host, ["rm", "-f", f"{s.app_root}/{MARKER}"])
+        except Exception as exc:  # noqa: BLE001
+            failed.setdefault(spec.name, f"markers not restored: {_first_line(exc)}")
+    if not failed:
+        try:
+            remove_pending(ctx)
+        except Exception as exc:  # noqa: BLE001 - the next run settles it
+            ctx.note(f"run record not removed ({_first_line(exc)}): the next run settles it")
+    restored = [spec.name for spec, _ in pairs if spec.name not in failed]
+    untouched = [spec.name for spec in s.app_hosts if spec.name not in written]
+    parts = []
+    if restored and not failed:
+        parts.append(f"switched back: {ROUTER} routes {back} again on {', '.join(restored)}")
+    elif restored:
+        parts.append(f"switched back {', '.join(restored)} ({ROUTER} routes {back} again)")
+    for name, why in failed.items():
+        parts.append(f"could NOT switch back {name} ({why}): it routes {_routes_now(ctx, name)}")
+    if untouched:
+        parts.append(f"{', '.join(untouched)} never switched (routes {back})")
+    ctx.facts["switched_back"] = not failed
+    ctx.facts["switch_back"] = "; ".join(parts) or "nothing was written"
+    if failed:
+        raise StepFailed(ctx.facts["switch_back"])  # the runner prints it as the hook's failure
+    return ctx.facts["switch_back"]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _routes_now(ctx: Context, name: str) -> str:
+    try:
+        return describe_routed(ctx.host(name), routed_service(ctx.host(name)))
+    except Exception as exc:  # noqa: BLE001 - the report must not fail
+        return f"unknown ({_first_line(exc)})"
 
 
 def stop_hint(s: Settings, color: str) -> str:
@@ -809,18 +1287,19 @@ def stop_hint(s: Settings, color: str) -> str:
 
 
 def where_traffic_goes(ctx: Context) -> str:
-    parts = []
-    for spec, host in _pairs(ctx) if ctx.state else []:
-        try:
-            parts.append(f"{spec.name} routes {routed_service(host) or 'no blue-green router'}")
-        except Exception:  # the report must not fail
-            parts.append(f"{spec.name} unknown")
+    """For the failure line: how the switch back went, and what each app host routes now."""
+    names = [spec.name for spec in ctx.settings.app_hosts] if ctx.state else []
+    parts = [f"{name} routes {_routes_now(ctx, name)}" for name in names]
     ctx.facts["routing"] = parts
-    return "traffic: " + ", ".join(parts)
+    done = ctx.facts.get("switch_back")
+    return (f"{done}; " if done and ctx.facts.get("switched_back") is False else "") + (
+        "traffic: " + ", ".join(parts)
+    )
 
 
 # -- procedures ----------------------------------------------------------------------------------
 _PREPARE = (
+    recover,
     read_active,
     check_traefik,
     compare_versions,
@@ -830,10 +1309,12 @@ _PREPARE = (
     prepare_traefik,
     smoke_idle,
 )
-_FINISH = (update_marker, verify_switch, post_switch_analysis, notify_deployment)
-DEPLOY = (validate, *_PREPARE, switch_traffic, *_FINISH)
+_FINISH = (update_marker, verify_switch, post_switch_analysis, notify_deployment, close_run)
+DEPLOY = (check_inputs, validate, *_PREPARE, switch_traffic, *_FINISH)
 SWITCH = (
+    check_inputs,
     confirm_change,
+    recover,
     read_active,
     check_traefik,
     check_idle_ready,
@@ -842,9 +1323,11 @@ SWITCH = (
     switch_traffic,
     *_FINISH,
 )
-CANARY = (validate, *_PREPARE, canary, *_FINISH)
+CANARY = (check_inputs, validate, *_PREPARE, canary, *_FINISH)
 CANARY_IDLE = (
+    check_inputs,
     confirm_change,
+    recover,
     read_active,
     check_traefik,
     check_idle_ready,
@@ -853,7 +1336,15 @@ CANARY_IDLE = (
     canary,
     *_FINISH,
 )
-STOP_IDLE = (confirm_change, read_active, check_traefik, check_scale_down_delay, stop_idle)
+STOP_IDLE = (
+    check_inputs,
+    confirm_change,
+    recover,
+    read_active,
+    check_traefik,
+    check_scale_down_delay,
+    stop_idle,
+)
 HOOKS = (switch_back, notify_failure)
 
 
@@ -873,13 +1364,10 @@ def status(s: Settings) -> list[dict]:
             marker = hosts.read_file(host, f"{s.app_root}/{MARKER}")
             since = (hosts.read_file(host, f"{s.app_root}/{SWITCHED_AT}") or "").split()
             try:
-                routed = routed_service(host) or "no blue-green router"
-                if routed == "cerniq-canary":
-                    doc = _service_doc(host, "cerniq-canary") or {}
-                    weights = (doc.get("weighted") or {}).get("services") or []
-                    routed += " (" + ", ".join(f"{w['name']} {w['weight']}%" for w in weights) + ")"
+                routed = describe_routed(host, routed_service(host))
             except StepFailed as exc:
                 routed = f"Traefik down: {exc}"
+            pending = parse_pending(hosts.read_file(host, _pending_path(s)))
             colors = {}
             for color in COLORS:
                 version, h = color_version(s, host, spec, color)
@@ -895,6 +1383,11 @@ def status(s: Settings) -> list[dict]:
                     "active": (marker or "").strip() or None,
                     "switched_at": since[1] if len(since) > 1 else None,
                     "traefik_routes": routed,
+                    "unfinished": (
+                        f"{pending.procedure} {pending.from_color or 'none'} -> {pending.to}"
+                        if pending
+                        else None
+                    ),
                     "colors": colors,
                 }
             )
@@ -944,8 +1437,10 @@ def rollback_path(ctx: Context) -> str | None:
     deploy the target to the idle color and switch. None when the environment is not blue-green.
     Runs inside rollback's own run (its lock, audit and failure hooks)."""
     s, target = ctx.settings, ctx.version
-    if not any(hosts.read_file(host, f"{s.app_root}/{MARKER}") for _, host in _pairs(ctx)):
+    marked = any(hosts.read_file(host, f"{s.app_root}/{MARKER}") for _, host in _pairs(ctx))
+    if not marked and read_pending(ctx) is None:
         return None
+    ctx.note(f"recover: {settle_unfinished(ctx, resume=False)}")
     read_active(ctx)
     check_traefik(ctx)
     idle = ctx.facts["idle"]
@@ -973,6 +1468,14 @@ def rollback_path(ctx: Context) -> str | None:
             verify_switch,
         )
         how = f"deployed {target} to {idle} and switched to it"
-    for each in steps:
-        ctx.note(f"{each.__name__}: {each(ctx) or 'ok'}")
+    try:
+        for each in (*steps, close_run):
+            ctx.note(f"{each.__name__}: {each(ctx) or 'ok'}")
+    except BaseException:
+        if ctx.facts.get("switch_started") and not ctx.facts.get("switched"):
+            try:  # a switch cut short: every host back on one color (rollback has no such hook)
+                ctx.note(f"switch_back: {switch_back(ctx)}")
+            except Exception as exc:  # noqa: BLE001 - the original failure is what is raised
+                ctx.note(f"switch_back failed too: {exc}")
+        raise
     return how

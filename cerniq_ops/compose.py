@@ -12,6 +12,8 @@ Containers are selected by compose labels, never by their names (v1 and v2 name 
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import yaml
@@ -143,27 +145,57 @@ def _service(s: Settings, service: str, version: str) -> dict:
     return spec
 
 
-def app_compose(s: Settings, version: str) -> str:
-    """The app for rolling deploys: every service at VERSION, routed ones labelled for Traefik."""
+def app_compose(s: Settings, version: str, versions: Mapping[str, str] | None = None) -> str:
+    """The app for rolling deploys: every service at VERSION (or at VERSIONS[service], for a
+    host left with services on different versions), routed ones labelled for Traefik."""
+    chosen = versions or {}
     doc = {
         "version": "3.7",
-        "services": {svc: _service(s, svc, version) for svc in s.services},
+        "services": {svc: _service(s, svc, chosen.get(svc, version)) for svc in s.services},
         "networks": _external_network(s),
     }
     return _dump(doc)
 
 
-def env_file(s: Settings, version: str, db_password: str | None) -> str:
-    """The app's runtime environment. Holds the DB password: written mode 600, never printed."""
+def env_file(
+    s: Settings, version: str, db_password: str | None, redis_password: str | None = None
+) -> str:
+    """The app's runtime environment. Holds the DB and Redis passwords: written mode 600,
+    never printed. Every URL part is percent-encoded (a password may hold `@`, `#`, `/`, `:`).
+    Without REDIS_PASSWORD the one named by the setting redis_password_env is used, if set.
+    """
     db = s.db_conninfo()
-    url = f"postgresql://{db['user']}:{db_password or ''}@{db['host']}:{db['port']}/{db['dbname']}"
+    if redis_password is None:
+        redis_password = s.secret("redis_password_env")
+    redis_host, redis_port = s.redis_address()
     lines = [
         f"CERNIQ_ENV={s.env}",
         f"CERNIQ_VERSION={version}",
-        f"DATABASE_URL={url}",
-        f"REDIS_URL=redis://127.0.0.1:{s.redis_port}/0",
+        "DATABASE_URL="
+        + database_url(db["user"], db_password or "", db["host"], db["port"], db["dbname"]),
+        "REDIS_URL=" + redis_url(redis_password or "", redis_host, redis_port),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host  # an IPv6 address
+
+
+def database_url(user: str, password: str, host: str, port: int, dbname: str) -> str:
+    """postgresql://user:password@host:port/dbname, each part percent-encoded."""
+    auth = _q(user) + (f":{_q(password)}" if password else "")
+    return f"postgresql://{auth}@{_host(host)}:{port}/{_q(dbname)}"
+
+
+def redis_url(password: str, host: str, port: int, db: int = 0) -> str:
+    """redis://:password@host:port/db (no user: Redis' default user), password encoded."""
+    auth = f":{_q(password)}@" if password else ""
+    return f"redis://{auth}{_host(host)}:{port}/{db}"
 
 
 def _dump(doc: dict) -> str:
@@ -183,7 +215,8 @@ def label_filter(project: str, service: str | None = None) -> list[str]:
 def list_containers(
     project: str, service: str | None = None, all_states: bool = False
 ) -> list[str]:
-    """`docker ps` printing `id image service state health` per container of PROJECT/SERVICE."""
+    """`docker ps` printing `id image service state health` per container of PROJECT/SERVICE;
+    with ALL_STATES (`-a`) also the exited, created, restarting and dead ones."""
     fmt = (
         '{{.ID}} {{.Image}} {{.Label "com.docker.compose.service"}} {{.State}} '
         "{{if .Status}}{{.Status}}{{end}}"
@@ -203,6 +236,16 @@ def scale_up(stack: Stack, service: str, replicas: int) -> list[str]:
     return stack.cmd(
         "up", "-d", "--no-deps", "--no-recreate", "--scale", f"{service}={replicas}", service
     )
+
+
+def remove_containers(ids: list[str]) -> list[str]:
+    """Remove containers by ID whatever their state (never by name: v1 and v2 name them apart)."""
+    return ["docker", "rm", "-f", *ids]
+
+
+def file_digests(paths: list[str]) -> list[str]:
+    """`sha256sum` of PATHS (a missing file is reported on stderr and left out)."""
+    return ["sha256sum", *paths]
 
 
 def container_ips(ids: list[str]) -> list[str]:

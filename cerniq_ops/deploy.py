@@ -11,6 +11,7 @@ is replaced by the measured zero-downtime replace in cerniq_ops.rollout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -54,12 +55,40 @@ def batches(items: list[HostSpec], spec: str | int | None) -> list[list[HostSpec
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def app_documents(s: Settings, version: str, db_password: str | None) -> dict[str, tuple[str, str]]:
+def app_documents(
+    s: Settings, version: str, db_password: str | None, versions: dict[str, str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """The app host's files for VERSION (VERSIONS: services left on another version)."""
     return {
-        "docker-compose.yml": (compose.app_compose(s, version), "644"),
+        "docker-compose.yml": (compose.app_compose(s, version, versions), "644"),
         "docker-compose.traefik.yml": (compose.edge_compose(s), "644"),
         ".env": (compose.env_file(s, version, db_password), "600"),
     }
+
+
+def digests(documents: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """{relative path: sha256 hex} of DOCUMENTS, as `sha256sum` prints them on the host."""
+    return {
+        path: hashlib.sha256(text.encode()).hexdigest() for path, (text, _) in documents.items()
+    }
+
+
+def parse_digests(output: str, root: str) -> dict[str, str]:
+    """`sha256sum` output -> {path relative to ROOT: digest}."""
+    found = {}
+    for line in output.splitlines():
+        digest, _, path = line.partition("  ")
+        if path:
+            found[path.removeprefix(root.rstrip("/") + "/")] = digest
+    return found
+
+
+def expected_images(s: Settings, version: str) -> dict[str, str]:
+    return {svc: s.image(svc, version) for svc in s.services}
+
+
+def expected_replicas(s: Settings) -> dict[str, int]:
+    return {svc: s.api_replicas if svc == "api" else 1 for svc in s.services}
 
 
 def host_url(s: Settings, spec: HostSpec) -> str:
@@ -158,20 +187,27 @@ def pre_deployment_checks(ctx: Context) -> str:
 
 
 def _converged(ctx: Context) -> bool:
-    s = ctx.settings
-    for spec in s.app_hosts:
-        host = ctx.host(spec)
-        if (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() != ctx.version:
-            return False
-        running = rollout.containers(host, s.compose_project)
-        for svc in s.services:
-            mine = [c for c in running if c.service == svc]
-            want = s.api_replicas if svc == "api" else 1
-            if len(mine) != want or not all(
-                c.image == s.image(svc, ctx.version) and c.healthy for c in mine
-            ):
-                return False
-    return True
+    password = ctx.settings.require_secret("db_password_env")
+    return all(host_converged(ctx, spec, ctx.version, password) for spec in ctx.settings.app_hosts)
+
+
+def host_converged(ctx: Context, spec: HostSpec, version: str, password: str) -> bool:
+    """SPEC runs VERSION and says so: current-version, the files, every container of the app in
+    any state (an exited one, or one of another image, is not converged) and a running Traefik."""
+    s, host = ctx.settings, ctx.host(spec)
+    if (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() != version:
+        return False
+    wanted = digests(app_documents(s, version, password))
+    _, out, _ = hosts.sh(
+        host, compose.file_digests([f"{s.app_root}/{p}" for p in sorted(wanted)]), check=False
+    )
+    if parse_digests(out, s.app_root) != wanted:
+        return False
+    found = rollout.containers(host, s.compose_project, all_states=True)
+    if not rollout.converged(found, expected_images(s, version), expected_replicas(s)):
+        return False
+    edge = rollout.containers(host, compose.edge_stack(s).project, "traefik")
+    return any(c.state == "running" for c in edge)
 
 
 @step()
@@ -294,21 +330,37 @@ def _app_files():
 
 
 def _deploy_host(ctx: Context, spec: HostSpec, password: str, timeout: float) -> None:
+    """SPEC to ctx.version from whatever state it is in; its files and markers always end up
+    matching what its containers run (also when this fails half way)."""
     s, host = ctx.settings, ctx.host(spec)
     previous = (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() or None
+    before = rollout.containers(host, s.compose_project, all_states=True)
+    already = rollout.converged(before, expected_images(s, ctx.version), expected_replicas(s))
     changed = hosts.apply(
         s, [spec], _app_files(), documents=app_documents(s, ctx.version, password)
     )
     ctx.note(f"{spec.name}: {len(changed)} file(s) changed")
+    if already and changed:
+        ctx.repaired(
+            f"{len(changed)} file(s) on {spec.name} rewritten to match its containers "
+            f"({ctx.version})"
+        )
     try:
         ctx.note(f"{spec.name}: {rollout.ensure_edge(host, s)}")
         stack = compose.app_stack(s)
         for svc in s.services:
-            replicas = s.api_replicas if svc == "api" else 1
             ctx.note(
                 f"{spec.name}: "
                 + rollout.roll(
-                    host, s, stack, svc, s.image(svc, ctx.version), replicas, timeout, ctx.note
+                    host,
+                    s,
+                    stack,
+                    svc,
+                    s.image(svc, ctx.version),
+                    expected_replicas(s)[svc],
+                    timeout,
+                    ctx.note,
+                    ctx.repaired,
                 )
             )
         ok, last, _ = wait_healthy(
@@ -316,13 +368,48 @@ def _deploy_host(ctx: Context, spec: HostSpec, password: str, timeout: float) ->
         )
         if not ok:
             raise StepFailed(f"{spec.name} is not healthy on {ctx.version}: {last.detail}")
-    except StepFailed:
-        if previous:  # the host's files go back to what its containers still run
-            hosts.apply(s, [spec], _app_files(), documents=app_documents(s, previous, password))
+    except Exception:  # any failure (the runner reports it): files say what runs first
+        match_files(ctx, spec, previous, password)
         raise
-    if previous and previous != ctx.version:
+    if already and previous != ctx.version:
+        ctx.repaired(
+            f"current-version on {spec.name} said {previous or 'nothing'} while its containers "
+            f"ran {ctx.version}: now {ctx.version}"
+        )
+    write_markers(ctx, spec, previous, ctx.version)
+
+
+def write_markers(ctx: Context, spec: HostSpec, previous: str | None, version: str) -> None:
+    """previous-version (when it changes), then current-version: written last, only once the
+    host's containers run VERSION."""
+    s, host = ctx.settings, ctx.host(spec)
+    if previous and previous != version:
         hosts.write_file(host, f"{s.app_root}/previous-version", previous + "\n")
-    hosts.write_file(host, f"{s.app_root}/current-version", ctx.version + "\n")
+    hosts.write_file(host, f"{s.app_root}/current-version", version + "\n")
+
+
+def match_files(ctx: Context, spec: HostSpec, previous: str | None, password: str) -> str:
+    """After a failure on SPEC: its files (and current-version, when every service runs one
+    version) say what its containers run now, service by service."""
+    s, host = ctx.settings, ctx.host(spec)
+    try:
+        found = rollout.containers(host, s.compose_project, all_states=True)
+        running = rollout.running_versions(found, s.services)
+        base = previous or ctx.version
+        versions = {svc: running.get(svc, base) for svc in s.services}
+        one = set(versions.values())
+        version = one.pop() if len(one) == 1 else base
+        hosts.apply(
+            s, [spec], _app_files(), documents=app_documents(s, version, password, versions)
+        )
+        if len(set(versions.values())) == 1 and version != previous:
+            write_markers(ctx, spec, previous, version)
+        what = rollout.describe_host(found, s.services)
+        ctx.note(f"{spec.name}: files match what runs: {what}")
+        return what
+    except Exception as exc:  # the original failure is what the user must see
+        ctx.note(f"warning: could not put {spec.name}'s files back: {exc}")
+        return "unknown"
 
 
 @step()
@@ -421,7 +508,8 @@ def notify_deployment(ctx: Context) -> str:
     body = notify.deployment_announcement(
         ctx.version, s.env, when, ctx.options.get("changes") or [], ctx.message
     )
-    delivery = notify.post(
+    delivery = notify.post_kind(
+        "deploy",
         s.secret("slack_webhook_env"),
         notify.slack_payload(notify.Fields(title, _fields(ctx, when), True, body)),
     )
@@ -432,7 +520,8 @@ def notify_failure(ctx: Context) -> str:
     s, when = ctx.settings, now_utc()
     title = f"{_what(ctx)} of {ctx.version} to {s.env} FAILED"
     body = f"Failed at step `{ctx.facts.get('failed_step')}`: {ctx.facts.get('error')}"
-    delivery = notify.post(
+    delivery = notify.post_kind(
+        "deploy",
         s.secret("slack_webhook_env"),
         notify.slack_payload(notify.Fields(title, _fields(ctx, when), False, body)),
     )
@@ -454,17 +543,16 @@ def _fields(ctx: Context, when: str) -> dict[str, str]:
 
 
 def host_versions(ctx: Context) -> str:
-    """What each app host runs now (for failure reports)."""
+    """What each app host runs now, every service (for failure reports)."""
     s, parts = ctx.settings, []
     for spec in s.app_hosts:
         try:
-            api = [c for c in rollout.containers(ctx.host(spec), s.compose_project, "api")]
-            versions = sorted({c.image.rsplit(":", 1)[1] for c in api}) or ["nothing"]
-            parts.append(f"{spec.name} runs {'+'.join(versions)}")
+            found = rollout.containers(ctx.host(spec), s.compose_project, all_states=True)
+            parts.append(f"{spec.name} runs {rollout.describe_host(found, s.services)}")
         except Exception:  # the report must not fail
             parts.append(f"{spec.name} unknown")
     ctx.facts["hosts"] = parts
-    return "hosts: " + ", ".join(parts)
+    return "hosts: " + "; ".join(parts)
 
 
 DEPLOY = (

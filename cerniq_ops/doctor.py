@@ -2,14 +2,18 @@
 
 Here: Python, invoke, pyinfra, pytest-testinfra, the ssh client, and the environment's secrets
 (names only); for each environment's hosts: SSH (reachable? host key known and matching? key
-accepted?), docker and compose on app hosts, PostgreSQL tools on the db host, the registry from
-here and from every app host, and PostgreSQL's port from here.
+accepted?), docker and compose on app hosts, PostgreSQL tools and the deploy user's sudo rule
+on the db host, the registry from here and from every app host, PostgreSQL's port and Redis
+(AUTH + PING) from here. `--trust` first records the host keys not yet known (printing each
+fingerprint); a changed key is never replaced.
 
 Pure functions turn what was observed into Findings (tested by equality); `run` observes.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import shlex
 import shutil
@@ -24,6 +28,7 @@ from typing import Any
 
 import paramiko
 
+from cerniq_ops import access
 from cerniq_ops import settings as settings_mod
 from cerniq_ops.output import table
 from cerniq_ops.settings import HostSpec, Settings
@@ -113,7 +118,7 @@ def secret_finding(s: Settings, field: str, required: bool, without: str) -> Fin
 def ssh_target(s: Settings, spec: HostSpec) -> dict[str, Any]:
     """How we reach SPEC: address, port, user, key and known-hosts file from its host data."""
     d = spec.data
-    known = d.get("ssh_known_hosts_file") or str(Path.home() / ".ssh" / "known_hosts")
+    known = d.get("ssh_known_hosts_file") or s.known_hosts_file
     return {
         "address": spec.address,
         "port": int(d.get("ssh_port", s.ssh_port)),
@@ -186,6 +191,122 @@ def ssh_failure(target: str, t: dict[str, Any], exc: BaseException) -> Finding:
         f"SSH to {where} failed: {type(exc).__name__}: {exc}",
         "run `ssh -v` to the host to see where it stops",
     )
+
+
+def sudo_finding(s: Settings, target: str, ok: bool, listing: str) -> Finding:
+    """Whether `sudo -n -l` as the ssh user grants exactly the cluster owner's programs."""
+    from cerniq_ops.backup import cluster_owner_programs
+
+    programs = cluster_owner_programs(s)
+    rule = access.sudo_rule(s.ssh_user, s.db_os_user, programs)
+    names = ", ".join(p.rsplit("/", 1)[-1] for p in programs)
+    fix = (
+        f"add `{rule}` to {access.SUDOERS_FILE} on {target} "
+        f"(`visudo -f {access.SUDOERS_FILE}`; docs/runbooks/hosts-and-access.md)"
+    )
+    grants = access.parse_sudo_list(listing) if ok else []
+    missing, broader = access.sudo_rule_problems(grants, s.db_os_user, programs)
+    if missing:
+        what = ", ".join(p.rsplit("/", 1)[-1] for p in missing)
+        first = (listing.strip().splitlines() or ["no output"])[0][:80]
+        seen = "" if grants else f" (sudo -n -l: {first})"
+        return Finding(
+            "sudo",
+            target,
+            FAIL,
+            f"{s.ssh_user} may not run {what} as {s.db_os_user} without a password{seen}",
+            fix,
+        )
+    if broader:
+        return Finding(
+            "sudo",
+            target,
+            WARN,
+            f"{s.ssh_user} may also run {'; '.join(broader)[:120]} (more than backups need)",
+            f"narrow the rule to `{rule}`",
+        )
+    return Finding("sudo", target, OK, f"{s.ssh_user} may run {names} as {s.db_os_user}")
+
+
+def redis_request(password: str | None) -> bytes:
+    """RESP: AUTH PASSWORD (when given), then PING."""
+
+    def command(*args: str) -> bytes:
+        parts = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            data = a.encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
+
+    return (command("AUTH", password) if password else b"") + command("PING")
+
+
+def redis_finding(
+    s: Settings, target: str, where: str, replies: list[str] | None, error: str = ""
+) -> Finding:
+    """Redis' replies to redis_request (None: no connection) as a finding."""
+    var = s.redis_password_env
+    if replies is None:
+        return Finding(
+            "redis",
+            target,
+            FAIL,
+            f"{where} unreachable from here: {error}",
+            f"start redis-server on {target} bound to its address, port {s.redis_port} "
+            "(docs/runbooks/hosts-and-access.md)",
+        )
+    last = replies[-1] if replies else ""
+    if last == "+PONG":
+        auth = "with its password" if len(replies) > 1 else "without a password"
+        return Finding("redis", target, OK, f"{where} answers PING {auth}")
+    if any("WRONGPASS" in r or "invalid password" in r for r in replies):
+        return Finding(
+            "redis", target, FAIL, f"{where} refused the password in {var}", f"fix {var}"
+        )
+    if "NOAUTH" in last:
+        return Finding(
+            "redis", target, FAIL, f"{where} needs a password; {var} is not set", f"export {var}"
+        )
+    return Finding("redis", target, FAIL, f"{where} answered {last[:60]!r} to PING", "")
+
+
+def fingerprint(key_bytes: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key_bytes).digest()).decode().rstrip("=")
+
+
+def known_hosts_entry(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def trust_finding(
+    target: str,
+    entry: str,
+    known: str,
+    offered: tuple[str, str],
+    recorded: dict[str, str],
+    fp: str,
+) -> tuple[Finding, str | None]:
+    """(finding, line to append to KNOWN or None): an unknown key is recorded, a known one
+    is left alone, a different key of the same type is a mismatch and never replaced."""
+    key_type, key_b64 = offered
+    if recorded.get(key_type) == key_b64:
+        return Finding("trust", target, OK, f"{entry} {key_type} {fp} already in {known}"), None
+    if key_type in recorded:
+        return (
+            Finding(
+                "trust",
+                target,
+                FAIL,
+                f"HOST KEY MISMATCH for {entry}: it offers {key_type} {fp}, {known} has another; "
+                "not replaced",
+                f"find out why the key changed; if the host was rebuilt, "
+                f"`ssh-keygen -R {entry} -f {known}` then `--trust` again",
+            ),
+            None,
+        )
+    line = f"{entry} {key_type} {key_b64}"
+    return Finding("trust", target, OK, f"recorded {entry} {key_type} {fp} in {known}"), line
 
 
 def registry_finding(target: str, registry: str, code: str | None, error: str = "") -> Finding:
@@ -325,6 +446,63 @@ def check_postgres_here(s: Settings) -> Finding:
     return Finding("postgres", target, OK, f"{where} accepts connections")
 
 
+def check_redis_here(s: Settings) -> Finding:
+    host, port = s.redis_address()
+    where = f"{host}:{port}"
+    target = s.db_host.name
+    try:
+        with socket.create_connection((host, port), timeout=SSH_TIMEOUT) as conn:
+            request = redis_request(s.secret("redis_password_env"))
+            conn.sendall(request)
+            expected = request.count(b"\r\n*") + 1
+            data = b""
+            while data.count(b"\r\n") < expected:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        return redis_finding(s, target, where, None, str(exc.strerror or exc))
+    replies = data.decode(errors="replace").split("\r\n")[:expected]
+    return redis_finding(s, target, where, [r for r in replies if r])
+
+
+def trust_host(s: Settings, spec: HostSpec) -> Finding:
+    """Record SPEC's host key in its known-hosts file when no key of that type is there."""
+    t = ssh_target(s, spec)
+    entry = known_hosts_entry(t["address"], t["port"])
+    known = t["known_hosts"]
+    try:
+        sock = socket.create_connection((t["address"], t["port"]), timeout=SSH_TIMEOUT)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.start_client(timeout=SSH_TIMEOUT)
+            key = transport.get_remote_server_key()
+        finally:
+            transport.close()
+    except (OSError, paramiko.SSHException) as exc:
+        return ssh_failure(spec.name, t, exc)
+    keys = paramiko.HostKeys()
+    if Path(known).exists():
+        keys.load(known)
+    recorded = {k: v.get_base64() for k, v in (keys.lookup(entry) or {}).items()}
+    finding, line = trust_finding(
+        spec.name,
+        entry,
+        known,
+        (key.get_name(), key.get_base64()),
+        recorded,
+        fingerprint(key.asbytes()),
+    )
+    if line:
+        path = Path(known)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text() if path.exists() else ""
+        with path.open("a") as f:
+            f.write(("" if not text or text.endswith("\n") else "\n") + line + "\n")
+    return finding
+
+
 def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
     t = ssh_target(s, spec)
     try:
@@ -332,7 +510,7 @@ def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
     except (OSError, paramiko.SSHException) as exc:
         failure = ssh_failure(spec.name, t, exc)
         later = ["docker", "compose", "registry"] if "app_servers" in spec.roles else []
-        later += ["pg-tools"] if "db_servers" in spec.roles else []
+        later += ["pg-tools", "sudo"] if "db_servers" in spec.roles else []
         skipped = [
             Finding(c, spec.name, SKIP, "not checked: no SSH", "fix SSH first") for c in later
         ]
@@ -382,6 +560,13 @@ def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
                     f"install the PostgreSQL client tools in {s.pg_bin_dir} (setting pg_bin_dir)",
                 )
             )
+            if t["user"] == "root":
+                findings.append(
+                    Finding("sudo", spec.name, SKIP, "connected as root: procedures use deploy")
+                )
+            else:
+                ok, out = remote(client, "sudo -n -l")
+                findings.append(sudo_finding(s, spec.name, ok, out))
     finally:
         client.close()
     return findings
@@ -394,20 +579,28 @@ def check_env(s: Settings) -> list[Finding]:
             s, "github_token_env", False, "deploys need --skip-ci-check --reason without it"
         ),
         secret_finding(s, "slack_webhook_env", False, "notifications are skipped without it"),
+        secret_finding(
+            s, "redis_password_env", False, "the app's REDIS_URL carries no password without it"
+        ),
         check_registry_here(s),
     ]
     for spec in s.hosts:
         findings += check_host(s, spec)
     if s.hosts_in("db_servers"):
         findings.append(check_postgres_here(s))
+        findings.append(check_redis_here(s))
     return findings
 
 
-def run(envs: Iterable[str]) -> list[Finding]:
-    """Every finding: the local tooling once, then each environment in turn."""
+def run(envs: Iterable[str], trust: bool = False) -> list[Finding]:
+    """Every finding: the local tooling once, then each environment in turn (with TRUST, the
+    unknown host keys of each environment are recorded first)."""
     findings = check_local()
     for env in envs:
-        findings += check_env(settings_mod.load(env))
+        s = settings_mod.load(env)
+        if trust:
+            findings += [trust_host(s, spec) for spec in s.hosts]
+        findings += check_env(s)
     return findings
 
 

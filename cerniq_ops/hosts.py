@@ -3,12 +3,18 @@
 Per-host values reach deploy functions through `host.data` (the inventory's host data plus
 the environment's settings under `host.data.cerniq`); `add_op` would pass the same arguments
 to every host, so procedures use `add_deploy` with a @deploy function instead.
+
+Host keys are checked strictly on every connection: a key not in the known-hosts file (the
+setting ssh_known_hosts_file, or the host's `ssh_known_hosts_file` data) or a changed one is
+refused, naming the host; `invoke doctor --trust` records unknown keys after showing them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import logging
+import os
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -20,10 +26,29 @@ from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.api.operations import run_ops
+from pyinfra.api.state import BaseStateCallback
+from pyinfra.connectors import util as pyinfra_connector_util
 from pyinfra.context import ctx_host, ctx_state
 
 from cerniq_ops.errors import StepFailed
 from cerniq_ops.settings import HostSpec, Settings
+
+
+def _never_prompt(prompt: str = "") -> str:
+    """pyinfra asks for a sudo password on a terminal when a command prints `sudo: a password
+    is required`; a procedure never prompts: that is a missing sudo rule, said in one line."""
+    where = prompt.replace("sudo password:", "").strip(" []:") or "a host"
+    raise StepFailed(
+        f"sudo on {where} asks for a password: the deploy user's sudo rule is missing or "
+        "incomplete; run `invoke doctor` (docs/runbooks/hosts-and-access.md)"
+    )
+
+
+pyinfra_connector_util.getpass = _never_prompt  # type: ignore[assignment]
+
+if not os.environ.get("CERNIQ_DEBUG"):  # pyinfra's own warnings would repeat our one line
+    logging.getLogger("pyinfra").addHandler(logging.NullHandler())
+    logging.getLogger("pyinfra").propagate = False
 
 
 def build_inventory(settings: Settings, hosts: list[HostSpec] | None = None) -> Inventory:
@@ -32,9 +57,11 @@ def build_inventory(settings: Settings, hosts: list[HostSpec] | None = None) -> 
     shared = {
         "ssh_user": settings.ssh_user,
         "ssh_port": settings.ssh_port,
+        "ssh_known_hosts_file": settings.known_hosts_file,
         "cerniq": {k: v for k, v in dataclasses.asdict(settings).items() if k != "hosts"},
     }
-    names = [(h.name, {**shared, **h.data, "roles": list(h.roles)}) for h in chosen]
+    strict = {"ssh_strict_host_key_checking": "yes"}  # never accept-new, whatever the inventory
+    names = [(h.name, {**shared, **h.data, **strict, "roles": list(h.roles)}) for h in chosen]
     groups: dict[str, tuple[list[str], dict]] = {}
     for h in chosen:
         for role in h.roles:
@@ -42,15 +69,49 @@ def build_inventory(settings: Settings, hosts: list[HostSpec] | None = None) -> 
     return Inventory((names, {}), **groups)
 
 
+def connect_failure(env: str, name: str, error: str, known_hosts: str) -> str:
+    """Why connecting to host NAME failed, in one line, from pyinfra's connect error text."""
+    trust = f"`invoke doctor --env {env} --trust`"
+    if "host key error" in error or "does not match" in error:
+        return (
+            f"host key of {name} does not match {known_hosts}: refusing to connect (a rebuilt "
+            f"host, or someone in between); compare its fingerprint with the host's owner, then "
+            f"remove the old key (`ssh-keygen -R <address> -f {known_hosts}`) and run {trust}"
+        )
+    if "No host key" in error:
+        return (
+            f"host key of {name} unknown (not in {known_hosts}): refusing to connect; check "
+            f"its fingerprint with the host's owner and record it with {trust}"
+        )
+    return f"cannot connect to {name} ({env}): {error}"
+
+
+class _ConnectErrors(BaseStateCallback):
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def host_connect_error(self, state, host, error):  # type: ignore[override]
+        self.errors[host.name] = str(error.args[0] if getattr(error, "args", None) else error)
+
+
 @contextmanager
 def session(settings: Settings, hosts: list[HostSpec] | None = None) -> Iterator[State]:
     """Connect to HOSTS; StepFailed naming every unreachable host; always disconnect."""
     state = State(build_inventory(settings, hosts), Config(CONNECT_TIMEOUT=10, FAIL_PERCENT=0))
+    errors = _ConnectErrors()
+    state.add_callback_handler(errors)
     try:
         with suppress(PyinfraError):  # raised when every host failed: named below
             connect_all(state)
         down = sorted(h.name for h in state.failed_hosts)
         if down:
+            keys = {
+                n: connect_failure(settings.env, n, e, _known_hosts(state, n))
+                for n, e in errors.errors.items()
+                if n in down and ("host key" in e or "No host key" in e)
+            }
+            if keys:
+                raise StepFailed("; ".join(keys[n] for n in sorted(keys)))
             raise StepFailed(
                 f"cannot connect to {', '.join(down)} ({settings.env}); "
                 f"check SSH with `invoke doctor --env {settings.env}`"
@@ -58,6 +119,10 @@ def session(settings: Settings, hosts: list[HostSpec] | None = None) -> Iterator
         yield state
     finally:
         disconnect_all(state)
+
+
+def _known_hosts(state: State, name: str) -> str:
+    return str(state.inventory.get_host(name).data.get("ssh_known_hosts_file") or "known_hosts")
 
 
 def apply(
@@ -144,14 +209,22 @@ def write_file(host: Host, path: str, content: str, mode: str = "644") -> None:
     """Write PATH on HOST atomically: upload to a temporary name in the same folder, rename.
 
     The temporary name does not end in .yml, so a watching Traefik never reads a partial file.
+    It is created empty and private (mode 600, never an existing file) before the upload fills
+    it, so a secret is never readable by others, not even between upload and chmod.
     """
     folder, name = path.rsplit("/", 1)
     temp = f"{folder}/.{name}.tmp-cerniq"
-    sh(host, ["mkdir", "-p", folder])
+    sh(host, private_temp_command(folder, temp))
     if not host.put_file(io.BytesIO(content.encode()), temp):
         raise StepFailed(f"{host.name}: could not upload {path}")
     q = shlex.quote
     sh(host, f"chmod {q(mode)} {q(temp)} && mv -f {q(temp)} {q(path)}")
+
+
+def private_temp_command(folder: str, temp: str) -> str:
+    """Make FOLDER, then create TEMP anew, empty and mode 600 (noclobber: never reuse one)."""
+    q = shlex.quote
+    return f"mkdir -p {q(folder)} && rm -f {q(temp)} && (umask 077 && set -C && : > {q(temp)})"
 
 
 def read_file(host: Host, path: str) -> str | None:

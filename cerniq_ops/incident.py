@@ -8,6 +8,7 @@ pure function here; the few that touch hosts take a pyinfra Host.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,10 +98,11 @@ def new_id(at: datetime) -> str:
     return "INC-" + at.strftime("%Y%m%d%H%M%S")
 
 
+INCIDENT_ID = re.compile(r"INC-[0-9]{14}")
+
+
 def validate_id(incident_id: str) -> str:
-    if not (
-        incident_id.startswith("INC-") and incident_id[4:].isdigit() and len(incident_id) == 18
-    ):
+    if not INCIDENT_ID.fullmatch(incident_id):  # ASCII digits only, no trailing newline
         raise BadInput(f"invalid incident id {incident_id!r}: expected INC-YYYYmmddHHMMSS")
     return incident_id
 
@@ -279,15 +281,30 @@ def validate_incident(ctx: Context) -> str:
     return f"{sev.name}: respond within {sev.response_minutes} min, notify {sev.notification}"
 
 
+def on_call(at: datetime) -> dict[str, str]:
+    """Who is on call at AT (team.yml rotation and overrides); {} when the rules cannot be read:
+    an incident is never refused for that."""
+    from cerniq_ops import oncall, team
+
+    try:
+        t = team.load()
+        row = oncall.rotation(t, oncall.load_overrides(t)).who(at)
+    except (BadInput, KeyError, TypeError, ValueError):  # a broken team.yml is reported elsewhere
+        return {}
+    return {"primary": row.primary, "secondary": row.secondary}
+
+
 @step()
 def open_incident(ctx: Context) -> str:
+    at = _now()
     record = new_incident(
-        at=_now(),
+        at=at,
         env=ctx.env,
         severity_name=ctx.options["severity"],
         title=ctx.options["title"],
         who=actor(),
         summary=ctx.options.get("summary", ""),
+        oncall=on_call(at),
     )
     save(ctx.primary, ctx.settings, record)
     ctx.facts["incident"] = record
@@ -314,9 +331,12 @@ def notify_team(ctx: Context) -> str:
         "Status": record["status"],
         "Environment": ctx.env,
     }
+    if (record.get("oncall") or {}).get("primary"):
+        fields["On call"] = record["oncall"]["primary"]
     ok = record["status"] in ("resolved", "completed")
     payload = notify.slack_payload(notify.Fields(title, fields, ok, status_update_text(record)))
-    return notify.post(ctx.settings.secret("slack_webhook_env"), payload).detail
+    kind = "status_update" if record.get("updates") else "incident"  # channels: #incidents
+    return notify.post_kind(kind, ctx.settings.secret("slack_webhook_env"), payload).detail
 
 
 OPEN = (validate_incident, open_incident, notify_team)

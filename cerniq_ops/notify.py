@@ -80,3 +80,42 @@ def post(webhook: str | None, payload: dict, timeout: float = 10.0) -> Delivery:
         if attempt < MAX_ATTEMPTS:
             time.sleep(0.5 * attempt)
     return Delivery(False, detail)
+
+
+# -- channels (seed 13.1): one webhook per channel, every message kind routed to its channel ---
+@dataclass(frozen=True)
+class Route:
+    kind: str
+    channel: str | None  # None: the kind has no route; the default webhook takes it
+    webhook: str | None
+    fallback: bool  # True when the channel's own webhook is unset and the default is used
+
+
+def route(kind: str, default_webhook: str | None, team: dict | None = None) -> Route:
+    """Where a message of KIND goes: team.yml `routes` names the channel, `channels` the variable
+    holding its webhook; an unset variable (or an unrouted kind) falls back to DEFAULT_WEBHOOK."""
+    import os
+
+    from cerniq_ops import team as team_rules
+    from cerniq_ops.errors import BadInput
+    from cerniq_ops.output import register_secret
+
+    try:
+        t = team if team is not None else team_rules.load()
+    except BadInput:  # unreadable team rules never stop a message: the default webhook takes it
+        t = {}
+    channel = t.get("routes", {}).get(kind)
+    variable = t.get("channels", {}).get(channel) if channel else None
+    own = os.environ.get(variable) if variable else None
+    register_secret(own)
+    if own:
+        return Route(kind, channel, own, False)
+    return Route(kind, channel, default_webhook, True)
+
+
+def post_kind(kind: str, default_webhook: str | None, payload: dict, team: dict | None = None):
+    """post() to KIND's channel; the Delivery's detail names the channel."""
+    r = route(kind, default_webhook, team)
+    d = post(r.webhook, payload)
+    where = f"{r.channel or 'default channel'}{' via the default webhook' if r.fallback else ''}"
+    return Delivery(d.sent, f"{d.detail} ({where})")

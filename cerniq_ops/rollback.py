@@ -65,24 +65,76 @@ def _check_published(ctx: Context) -> None:
 
 @step()
 def resolve_target(ctx: Context) -> str:
+    """The target; an earlier rollback that died on the way (its incident still in progress) is
+    resumed, not started again: `--previous` would otherwise read a previous-version the dead
+    run already rewrote."""
     s = ctx.settings
     current = (hosts.read_file(ctx.primary, f"{s.app_root}/current-version") or "").strip()
-    ctx.facts["from_version"] = current or None
+    unfinished = _unfinished(ctx)
     if ctx.options.get("previous"):
-        previous = (hosts.read_file(ctx.primary, f"{s.app_root}/previous-version") or "").strip()
-        if not previous:
-            raise BadInput(f"{s.env} has no previous version recorded; use --to vA.B.C")
-        ctx.version = previous
+        if unfinished:
+            ctx.version = unfinished["to_version"]
+        else:
+            previous = (
+                hosts.read_file(ctx.primary, f"{s.app_root}/previous-version") or ""
+            ).strip()
+            if not previous:
+                raise BadInput(f"{s.env} has no previous version recorded; use --to vA.B.C")
+            ctx.version = previous
         _check_published(ctx)
+    elif unfinished and unfinished.get("to_version") != ctx.version:
+        unfinished = None  # another target: this run opens its own incident
+    ctx.facts["from_version"] = (unfinished or {}).get("from_version") or current or None
+    if unfinished:
+        ctx.facts["incident"] = unfinished
+        line = f"the rollback to {ctx.version} of {unfinished['id']}, which an earlier run left"
+        if ctx.dry_run:
+            ctx.note(f"would resume {line} unfinished")
+        else:
+            ctx.repaired(f"resuming {line} unfinished")
     if ctx.version == current:
-        raise BadInput(f"{s.env} already runs {current}: nothing to roll back")
-    return f"{current or 'unknown'} -> {ctx.version}"
+        bluegreen = hosts.read_file(ctx.primary, f"{s.app_root}/active-env") is not None
+        if bluegreen and not unfinished:
+            raise BadInput(f"{s.env} already runs {current}: nothing to roll back")
+        if not bluegreen and _everywhere(ctx):
+            ctx.facts["converged"] = True
+            if not unfinished:
+                return f"{s.env} already runs {current} on every host: nothing to roll back"
+    return f"{ctx.facts['from_version'] or 'unknown'} -> {ctx.version}"
+
+
+def _unfinished(ctx: Context) -> dict | None:
+    """The newest rollback incident of this environment still in progress (its run died)."""
+    records = [
+        r
+        for r in incident.list_all(ctx.primary, ctx.settings)
+        if r.get("type") == "rollback" and r.get("status") == "in_progress"
+    ]
+    return records[-1] if records else None
+
+
+def _everywhere(ctx: Context) -> bool:
+    """Every app host runs ctx.version and says so (markers, files, every container)."""
+    password = ctx.settings.require_secret("db_password_env")
+    return all(
+        deploy.host_converged(ctx, spec, ctx.version, password) for spec in ctx.settings.app_hosts
+    )
+
+
+def _nothing_to_do(ctx: Context) -> bool:
+    """Already on the target, with no unfinished rollback to complete."""
+    return bool(ctx.facts.get("converged")) and ctx.facts.get("incident") is None
 
 
 @step()
 def open_incident_record(ctx: Context) -> str:
+    if _nothing_to_do(ctx):
+        return "skipped: nothing to roll back"
     if ctx.dry_run:
         return "would open an incident record"
+    if ctx.facts.get("incident"):
+        _record(ctx, f"resumed by {actor()} after an interrupted run")
+        return f"resumed {ctx.facts['incident']['id']}"
     record = incident.new_incident(
         at=_now(),
         env=ctx.env,
@@ -108,11 +160,13 @@ def _slack(ctx: Context, title: str, ok: bool) -> str:
         "By": actor(),
     }
     payload = notify.slack_payload(notify.Fields(title, fields, ok))
-    return notify.post(ctx.settings.secret("slack_webhook_env"), payload).detail
+    return notify.post_kind("rollback", ctx.settings.secret("slack_webhook_env"), payload).detail
 
 
 @step()
 def notify_rollback_started(ctx: Context) -> str:
+    if _nothing_to_do(ctx):
+        return "skipped: nothing to roll back"
     if ctx.dry_run:
         return "would notify Slack"
     record = ctx.facts["incident"]
@@ -123,6 +177,9 @@ def notify_rollback_started(ctx: Context) -> str:
 def check_database(ctx: Context) -> str:
     """Which migrations were applied after the target version's schema (seed 9.2 step 5)."""
     s = ctx.settings
+    if _nothing_to_do(ctx):
+        ctx.facts["db_rollback_to"] = None
+        return "skipped: nothing to roll back"
     target = releases.read(ctx.primary, s, ctx.version)
     current_schema = releases.schema_version(s)
     if target is None:
@@ -165,6 +222,8 @@ def redeploy_target(ctx: Context) -> str:
 
     if ctx.dry_run:
         return f"would bring {ctx.version} back (blue-green switch or rolling replace)"
+    if ctx.facts.get("converged"):
+        return f"every host already runs {ctx.version}"
     how = bluegreen.rollback_path(ctx)
     if how is None:
         how = f"{deploy.pull_images(ctx)}; {deploy.rolling_update(ctx)}"
@@ -215,6 +274,8 @@ def verify_rollback(ctx: Context) -> str:
 
 @step()
 def close_incident(ctx: Context) -> str:
+    if _nothing_to_do(ctx):
+        return "skipped: nothing to roll back"
     if ctx.dry_run:
         return "would close the incident record"
     record = ctx.facts["incident"]
@@ -226,6 +287,8 @@ def close_incident(ctx: Context) -> str:
 
 @step()
 def notify_rollback_complete(ctx: Context) -> str:
+    if _nothing_to_do(ctx):
+        return "skipped: nothing to roll back"
     if ctx.dry_run:
         return "would notify Slack"
     record = ctx.facts["incident"]

@@ -1,15 +1,30 @@
-"""Zero-downtime replacement of a compose service's replicas behind Traefik (measured recipe).
+"""Zero-downtime replacement of a compose service's replicas behind Traefik (measured recipe),
+converging from whatever an earlier (killed or failed) run left behind.
 
-1. start N new replicas beside the old ones (`up --no-recreate --scale S=old+N`);
-2. wait until Traefik's API shows every new replica UP (a broken one never gets there: it is
-   removed and the old ones keep serving);
-3. drain each old replica: SIGTERM makes it fail its health check while it keeps serving; wait
-   until Traefik no longer routes to it, let it exit, then `docker rm` it by ID.
-Never `--scale` back down: compose would remove the NEW replicas (highest numbers).
+Each pass lists EVERY container of the service by compose labels, in any state (`docker ps -a`),
+and plans what to do (`plan`, pure):
+1. containers that are not running (an old replica that exited after a killed drain, one
+   created by a killed scale-up, a crash-looping broken one) serve nothing (Traefik routes only
+   to running, healthy containers): remove them FIRST. Compose v1 counts a service's stopped
+   containers in `--scale` and starts them again before creating new ones, so a leftover
+   exited old replica would be revived and taken for a new one;
+2. running replicas on the wanted image that are not unhealthy are kept (up to REPLICAS); the
+   missing ones are started beside everything that runs (`up --no-recreate --scale
+   S=running+missing`) and checked by count and image;
+3. wait until Traefik's API shows every kept and new replica UP (a broken one never gets there:
+   the new ones are removed and the old ones keep serving);
+4. drain the rest (another image, unhealthy, beyond REPLICAS) only now: SIGTERM makes a replica
+   fail its health check while it keeps serving; wait until Traefik no longer routes to it, let
+   it exit, then `docker rm` it by ID.
+Then list again: a pass that did not converge (say a replica exited meanwhile) is followed by
+another, up to MAX_PASSES. Never `--scale` back down: compose would remove the NEW replicas
+(highest numbers). Whatever was left by an earlier run and fixed here is reported through
+REPAIRED ("removed 1 exited api replica on prod-app1 (v1.2.0)").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyinfra.api.host import Host
@@ -18,6 +33,8 @@ from cerniq_ops import compose, hosts, traefik
 from cerniq_ops.compose import Stack
 from cerniq_ops.errors import StepFailed
 from cerniq_ops.settings import Settings
+
+MAX_PASSES = 3
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,18 @@ class Container:
     def healthy(self) -> bool:
         return self.state == "running" and "(healthy)" in self.status
 
+    @property
+    def unhealthy(self) -> bool:
+        return "(unhealthy)" in self.status
+
+    @property
+    def version(self) -> str:
+        return tag(self.image)
+
+
+def tag(image: str) -> str:
+    return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
+
 
 def parse_ps(output: str) -> list[Container]:
     containers = []
@@ -42,11 +71,127 @@ def parse_ps(output: str) -> list[Container]:
     return containers
 
 
-def containers(host: Host, project: str, service: str | None = None) -> list[Container]:
-    _, out, _ = hosts.sh(host, compose.list_containers(project, service))
+def containers(
+    host: Host, project: str, service: str | None = None, *, all_states: bool = False
+) -> list[Container]:
+    """PROJECT's (SERVICE's) containers on HOST by compose labels; ALL_STATES adds the stopped."""
+    _, out, _ = hosts.sh(host, compose.list_containers(project, service, all_states))
     return parse_ps(out)
 
 
+# -- the plan (pure) ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """What one pass does to a service's containers (all states) to reach REPLICAS x IMAGE."""
+
+    remove: tuple[Container, ...]  # not running: serve nothing; removed before any scale-up
+    keep: tuple[Container, ...]  # running on the image, not unhealthy: kept (waited for UP)
+    drain: tuple[Container, ...]  # running but stale: drained after the new ones are UP
+    start: int  # new replicas to start
+
+    @property
+    def converged(self) -> bool:
+        return not (self.remove or self.drain or self.start) and all(c.healthy for c in self.keep)
+
+
+def plan(found: Sequence[Container], image: str, replicas: int) -> Plan:
+    """Pure: the pass that takes FOUND (one service's containers, any state) to REPLICAS
+    healthy containers of IMAGE, never touching a serving replica before its successor is UP."""
+    running = [c for c in found if c.state == "running"]
+    fit = [c for c in running if c.image == image and not c.unhealthy]
+    fit.sort(key=lambda c: not c.healthy)  # healthy ones first (stable: listing order)
+    keep = tuple(fit[:replicas])
+    return Plan(
+        remove=tuple(c for c in found if c.state != "running"),
+        keep=keep,
+        drain=tuple(c for c in running if c not in keep),
+        start=replicas - len(keep),
+    )
+
+
+def converged(found: Sequence[Container], images: dict[str, str], replicas: dict[str, int]) -> bool:
+    """Pure: every service of IMAGES has exactly its replicas, running, healthy, on its image,
+    and nothing else (no exited container, none of another image) in FOUND (any state)."""
+    return all(
+        plan([c for c in found if c.service == svc], image, replicas.get(svc, 1)).converged
+        for svc, image in images.items()
+    )
+
+
+def _count(containers: Sequence[Container], what: str, service: str) -> str:
+    n = len(containers)
+    return f"{n} {what} {service} replica{'s' if n != 1 else ''}"
+
+
+def _versions(containers: Sequence[Container]) -> str:
+    return ", ".join(sorted({c.version for c in containers}))
+
+
+def removed_lines(service: str, host: str, dead: Sequence[Container]) -> list[str]:
+    """One repair line per state of the removed containers."""
+    lines = []
+    for state in sorted({c.state for c in dead}):
+        these = [c for c in dead if c.state == state]
+        lines.append(f"removed {_count(these, state, service)} on {host} ({_versions(these)})")
+    return lines
+
+
+def drained_lines(service: str, host: str, p: Plan, image: str, first: bool = True) -> list[str]:
+    """Repair lines for what a pass drains beyond an ordinary replace of the old version, and
+    (on the FIRST pass) for replicas an earlier run started that this one keeps."""
+    lines = []
+    older = [c for c in (*p.drain, *p.remove) if c.image != image]
+    if first and p.keep and older:  # replicas of the target beside older ones: a run died
+        lines.append(
+            f"kept {_count(p.keep, 'new', service)} on {host} ({tag(image)}) "
+            "that an earlier run started"
+        )
+    extra = [c for c in p.drain if c.image == image and not c.unhealthy]
+    sick = [c for c in p.drain if c.unhealthy]
+    if extra:
+        lines.append(f"drained {_count(extra, 'extra', service)} on {host} ({_versions(extra)})")
+    if sick:
+        lines.append(f"drained {_count(sick, 'unhealthy', service)} on {host} ({_versions(sick)})")
+    return lines
+
+
+def describe(found: Sequence[Container]) -> str:
+    """`api 0f3a... v1.2.0 exited, ...` for messages."""
+    return ", ".join(f"{c.service} {c.id[:12]} {c.version} {c.state}" for c in found) or "none"
+
+
+def describe_host(found: Sequence[Container], services: Sequence[str]) -> str:
+    """Pure: what a host's app containers run, every service: `v1.2.0` when every service
+    runs just that, else `api v1.3.0, web v1.2.0, workers none (1 exited)`."""
+    per: dict[str, str] = {}
+    for svc in services:
+        mine = [c for c in found if c.service == svc]
+        up = sorted({c.version for c in mine if c.state == "running"})
+        down = [c for c in mine if c.state != "running"]
+        text = "+".join(up) or "none"
+        if down:
+            states = ", ".join(
+                f"{sum(c.state == s for c in down)} {s}" for s in sorted({c.state for c in down})
+            )
+            text += f" ({states})"
+        per[svc] = text
+    values = set(per.values())
+    if len(values) == 1 and "none" not in values and "(" not in next(iter(values)):
+        return next(iter(values))
+    return ", ".join(f"{svc} {text}" for svc, text in per.items())
+
+
+def running_versions(found: Sequence[Container], services: Sequence[str]) -> dict[str, str]:
+    """Pure: {service: version} of the services whose running containers all run one version."""
+    out = {}
+    for svc in services:
+        versions = {c.version for c in found if c.service == svc and c.state == "running"}
+        if len(versions) == 1:
+            out[svc] = versions.pop()
+    return out
+
+
+# -- on a host ---------------------------------------------------------------------------------
 def container_urls(host: Host, ids: list[str]) -> dict[str, str]:
     """{container id: Traefik server url} (http://<ip on the shared network>:80)."""
     if not ids:
@@ -89,43 +234,105 @@ def roll(
     image: str,
     replicas: int,
     timeout: float,
-    note=lambda _: None,
+    note: Callable[[str], None] = lambda _: None,
+    repaired: Callable[[str], None] = lambda _: None,
 ) -> str:
-    """Replace SERVICE's replicas on HOST with REPLICAS running IMAGE, with zero downtime."""
-    old = containers(host, stack.project, service)
-    if old and len(old) == replicas and all(c.image == image and c.healthy for c in old):
-        return f"{service}: already {replicas} x {image.rsplit(':', 1)[1]}"
-    old_ids = [c.id for c in old]
-    hosts.sh(host, compose.scale_up(stack, service, len(old) + replicas))
-    new = [c for c in containers(host, stack.project, service) if c.id not in old_ids]
-    new_ids = [c.id for c in new]
+    """Bring SERVICE on HOST to REPLICAS healthy containers of IMAGE with zero downtime, from
+    any state (see the module's docstring); returns what was done."""
+    version, replaced, started = tag(image), 0, 0
+    for done in range(MAX_PASSES + 1):
+        found = containers(host, stack.project, service, all_states=True)
+        p = plan(found, image, replicas)
+        if p.converged:
+            if done == 0:
+                return f"{service}: already {replicas} x {version}"
+            return f"{service}: {replicas} x {version} (started {started}, replaced {replaced})"
+        if done == MAX_PASSES:
+            break
+        started += _pass(host, stack, service, image, p, timeout, note, repaired, done == 0)
+        replaced += len([c for c in p.drain if c.image != image])
+    raise StepFailed(
+        f"{service} on {host.name} did not converge to {replicas} x {version} in {MAX_PASSES} "
+        f"passes; containers: {describe(found)}"
+    )
+
+
+def _pass(
+    host: Host,
+    stack: Stack,
+    service: str,
+    image: str,
+    p: Plan,
+    timeout: float,
+    note: Callable[[str], None],
+    repaired: Callable[[str], None],
+    first: bool,
+) -> int:
+    """One pass of PLAN; the number of new replicas it started."""
+    if p.remove:  # before any scale-up: compose would start them again
+        hosts.sh(host, compose.remove_containers([c.id for c in p.remove]))
+        for line in removed_lines(service, host.name, p.remove):
+            repaired(line)
+    new_ids = _start(host, stack, service, image, p, note) if p.start else []
+    waiting = [c.id for c in p.keep] + new_ids
     routed = service in compose.ROUTED
     try:
         if routed:
             traefik.wait_for(
-                f"{len(new_ids)} new {service} replica(s) UP in Traefik on {host.name}",
-                lambda: _all_up(host, service, new_ids),
+                f"{len(waiting)} new {service} replica(s) UP in Traefik on {host.name}",
+                lambda: _all_up(host, service, waiting),
                 timeout,
             )
         else:
             traefik.wait_for(
-                f"{len(new_ids)} new {service} replica(s) healthy on {host.name}",
-                lambda: all(
-                    c.healthy for c in containers(host, stack.project, service) if c.id in new_ids
-                ),
+                f"{len(waiting)} new {service} replica(s) healthy on {host.name}",
+                lambda: _all_healthy(host, stack.project, service, waiting),
                 timeout,
             )
     except StepFailed:
-        hosts.sh(host, ["docker", "rm", "-f", *new_ids], check=False)
+        broken = new_ids + [c.id for c in p.keep if not c.healthy]
+        if broken:
+            hosts.sh(host, compose.remove_containers(broken), check=False)
         raise StepFailed(
-            f"{service} {image.rsplit(':', 1)[1]} never became healthy on {host.name}; "
+            f"{service} {tag(image)} never became healthy on {host.name}; "
             f"removed the new replica(s), the old ones keep serving"
         ) from None
-    note(f"{host.name}: {service} new replica(s) healthy: {' '.join(i[:12] for i in new_ids)}")
-    if old_ids:
-        drain(host, service, old_ids, routed, timeout)
+    if new_ids:
+        note(f"{host.name}: {service} new replica(s) healthy: {' '.join(i[:12] for i in new_ids)}")
+    for line in drained_lines(service, host.name, p, image, first):
+        repaired(line)
+    if p.drain:
+        drain(host, service, [c.id for c in p.drain], routed, timeout)
         note(f"{host.name}: {service} old replica(s) drained and removed")
-    return f"{service}: {len(new_ids)} x {image.rsplit(':', 1)[1]} (replaced {len(old_ids)})"
+    return len(new_ids)
+
+
+def _start(
+    host: Host, stack: Stack, service: str, image: str, p: Plan, note: Callable[[str], None]
+) -> list[str]:
+    """Start P.start replicas beside the running ones; the IDs of the new ones on IMAGE.
+
+    A new container of another image is removed; fewer new ones than asked (compose started a
+    replica that exited after the listing instead) are left for the next pass to complete."""
+    before = {c.id for c in (*p.keep, *p.drain)}
+    hosts.sh(host, compose.scale_up(stack, service, len(before) + p.start))
+    after = containers(host, stack.project, service, all_states=True)
+    new = [c for c in after if c.id not in before]
+    good = [c.id for c in new if c.image == image]
+    wrong = [c for c in new if c.image != image]
+    if wrong:
+        hosts.sh(host, compose.remove_containers([c.id for c in wrong]), check=False)
+    if len(good) != p.start or wrong:
+        note(
+            f"{host.name}: {service} scale-up started {len(new)} new replica(s) "
+            f"({describe(new)}), expected {p.start} x {tag(image)}: the next pass completes it"
+        )
+    return good
+
+
+def _all_healthy(host: Host, project: str, service: str, ids: list[str]) -> bool:
+    listed = {c.id: c for c in containers(host, project, service)}
+    return all(i in listed and listed[i].healthy for i in ids)
 
 
 def _all_up(host: Host, service: str, ids: list[str]) -> bool:
@@ -152,4 +359,4 @@ def drain(host: Host, service: str, ids: list[str], routed: bool, timeout: float
             timeout,
         )
     hosts.sh(host, ["docker", "wait", *ids], check=False, timeout=int(timeout) + 30)
-    hosts.sh(host, ["docker", "rm", "-f", *ids])
+    hosts.sh(host, compose.remove_containers(ids))

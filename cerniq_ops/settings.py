@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from cerniq_ops.output import register_secret
 ENVIRONMENTS = ("staging", "production")
 TARGETS = ("real", "testbed")
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-SECRET_FIELDS = ("db_password_env", "slack_webhook_env", "github_token_env")
+SECRET_FIELDS = ("db_password_env", "redis_password_env", "slack_webhook_env", "github_token_env")
 
 
 def testbed_dir() -> Path:
@@ -72,6 +73,7 @@ class Settings:
     db_name: str
     db_user: str
     db_password_env: str
+    redis_password_env: str
     migration_lock_timeout: str
     migration_statement_timeout: str
     rollback_error_rate: float
@@ -84,6 +86,7 @@ class Settings:
     confirm_phrase: str | None
     ssh_user: str
     ssh_port: int
+    ssh_known_hosts_file: str
     public_url: str
     backup_keep_last: int
     backup_keep_days: float
@@ -131,6 +134,11 @@ class Settings:
             raise BadInput(f"environment '{self.env}' has no db_servers in its inventory")
         return (primary or dbs)[0]
 
+    @property
+    def known_hosts_file(self) -> str:
+        """The known-hosts file of the setting, `~` expanded (host keys are always checked)."""
+        return os.path.expanduser(self.ssh_known_hosts_file)
+
     # -- images --------------------------------------------------------------------------
     def image(self, service: str, version: str) -> str:
         return f"{self.registry}/{self.image_prefix}/{service}:{version}"
@@ -170,6 +178,15 @@ class Settings:
         if password:
             info["password"] = password
         return info
+
+    def redis_address(self) -> tuple[str, int]:
+        """Where the app's Redis listens: the db host (host data `redis_address`/`redis_port`
+        override the db host's address and the `redis_port` setting)."""
+        host = self.db_host
+        return (
+            str(host.data.get("redis_address", host.address)),
+            int(host.data.get("redis_port", self.redis_port)),
+        )
 
     def public_view(self) -> dict[str, Any]:
         """Everything resolved, secrets shown only as set/missing: what `env.show` prints."""
@@ -243,6 +260,48 @@ def _overrides(values: dict[str, Any], known: set[str]) -> dict[str, Any]:
     return result
 
 
+# Settings that reach shells, file names, compose, image references or SQL: checked at load,
+# so a bad value is one BadInput naming the setting, before anything connects.
+_NAME = r"[a-z_][a-z0-9_]{0,62}"  # an unquoted SQL identifier / a login name
+_PATH = r"/(?:[A-Za-z0-9._-]+/?)*"  # an absolute path without spaces or shell characters
+_IMAGE_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IDENTIFIERS: dict[str, tuple[str, str]] = {  # setting: (pattern, what it must look like)
+    "compose_project": (r"[a-z0-9][a-z0-9_-]*", "a compose project name like cerniq"),
+    "db_name": (_NAME, "a lowercase SQL identifier like cerniq"),
+    "db_user": (_NAME, "a lowercase SQL identifier like c3rn1q"),
+    "db_os_user": (r"[a-z_][a-z0-9_-]{0,31}", "a login name like postgres"),
+    "ssh_user": (r"[a-z_][a-z0-9_-]{0,31}", "a login name like deploy"),
+    "backup_scratch_prefix": (r"[a-z_][a-z0-9_]{0,39}", "a lowercase SQL identifier prefix"),
+    "app_root": (_PATH, "an absolute path like /opt/cerniq"),
+    "backup_dir": (_PATH, "an absolute path like /backup"),
+    "pg_bin_dir": (_PATH, "an absolute path like /usr/lib/postgresql/15/bin"),
+    "db_socket_dir": (_PATH, "an absolute path like /run/postgresql"),
+    "image_prefix": (rf"{_IMAGE_PART}(?:/{_IMAGE_PART})*", "an image path like cerniq"),
+    "registry": (r"[A-Za-z0-9][A-Za-z0-9.-]*(?::\d{1,5})?", "a registry host[:port]"),
+    "traefik_version": (r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "an image tag like v3.7.15"),
+    "migration_lock_timeout": (r"\d+(?:ms|s|min|h|d)?", "a PostgreSQL duration like 5s"),
+    "migration_statement_timeout": (r"\d+(?:ms|s|min|h|d)?", "a PostgreSQL duration like 15min"),
+    "github_repo": (r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/name"),
+}
+SERVICE_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def validate(values: dict[str, Any]) -> None:
+    """BadInput naming the first setting whose value could not be used safely as is."""
+    for name, (pattern, shape) in IDENTIFIERS.items():
+        value = values.get(name)
+        ok = isinstance(value, str) and re.fullmatch(pattern, value, re.ASCII)
+        if ok and name.endswith(("_root", "_dir")) and "/../" in f"{value}/":
+            ok = None
+        if not ok:
+            raise BadInput(f"invalid setting {name}={value!r}: expected {shape}")
+    services = values.get("services")
+    if not isinstance(services, list) or not all(
+        isinstance(v, str) and SERVICE_RE.fullmatch(v) for v in services
+    ):
+        raise BadInput(f"invalid setting services={services!r}: expected names like api, web")
+
+
 def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT_DIR) -> Settings:
     """Resolve the settings of ENV; BadInput (one line, exit 2) for anything unknown."""
     if env not in ENVIRONMENTS:
@@ -273,4 +332,5 @@ def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT
     missing = sorted(known - set(values))
     if missing:
         raise BadInput(f"setting(s) {', '.join(missing)} missing for environment '{env}'")
+    validate(values)
     return Settings(env=env, target=target, hosts=_hosts_from_inventory(inventory), **values)

@@ -29,7 +29,13 @@ def api_get(host: Host, path: str) -> dict | list | None:
         return None
     if code != "200":
         raise StepFailed(f"{host.name}: Traefik API {path} answered {code}")
-    return json.loads(body)
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        raise StepFailed(
+            f"{host.name}: Traefik API {path} answered 200 with a body that is not JSON: "
+            f"{body.strip()[:60]!r}"
+        ) from None
 
 
 def server_status(service: dict | None) -> dict[str, str]:

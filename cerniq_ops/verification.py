@@ -36,6 +36,7 @@ CHECK_ORDER = (
     "traefik",
     "active_color",
     "deploy_lock",
+    "unfinished_run",
     "backup",
     "disk",
     "audit_log",

@@ -18,6 +18,10 @@ def app_files(documents: dict[str, tuple[str, str]]):
     for folder in ("", "/traefik/dynamic", "/incidents"):
         files.directory(name=f"folder {root}{folder}", path=f"{root}{folder}", mode="755")
     for relative, (text, mode) in sorted(documents.items()):
+        if int(mode, 8) & 0o077 == 0:  # a secret (.env): never in a file others can read
+            # files.put writes into the destination itself (created with the login's umask),
+            # so the file is first made empty with its private mode; the upload keeps it.
+            files.file(name=f"private {root}/{relative}", path=f"{root}/{relative}", mode=mode)
         files.put(
             name=f"{root}/{relative}",
             src=StringIO(text),

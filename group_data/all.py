@@ -39,6 +39,9 @@ api_replicas = 1  # per app host (the seed runs one)
 db_name = "cerniq"
 db_user = "c3rn1q"
 db_password_env = "CERNIQ_DB_PASSWORD"
+# Redis (seed 4.4): redis-server on the environment's db host at redis_port, bound to the host's
+# address, password required (REDIS_URL in the app's .env; docs/runbooks/hosts-and-access.md)
+redis_password_env = "CERNIQ_REDIS_PASSWORD"
 migrations_dir = "migrations"  # relative to the project; the app's migrations
 migration_backup = "db-host"  # pre-migration backup: db-host (backup module) or local pg_dump
 migration_lock_timeout = "5s"
@@ -58,9 +61,11 @@ github_token_env = "GITHUB_TOKEN"
 # Typed confirmation a change to this environment needs (None: none)
 confirm_phrase = None
 
-# How we reach hosts
+# How we reach hosts: as deploy (never root), host keys always checked against this file
+# (record keys with `invoke doctor --trust`; docs/runbooks/hosts-and-access.md)
 ssh_user = "deploy"
 ssh_port = 22
+ssh_known_hosts_file = "~/.ssh/known_hosts"
 
 # Backups (cerniq_ops/backup.py, docs/runbooks/backups.md): pg_dump custom format on the db host
 # as the db OS user over the local socket, proven by test restores into scratch databases.

@@ -2,4 +2,5 @@
 
 public_url = "https://app.cerniq.app"
 db_password_env = "CERNIQ_PRODUCTION_DB_PASSWORD"
+redis_password_env = "CERNIQ_PRODUCTION_REDIS_PASSWORD"
 confirm_phrase = "DEPLOY PRODUCTION"

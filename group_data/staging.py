@@ -2,3 +2,4 @@
 
 public_url = "https://staging.cerniq.app"
 db_password_env = "CERNIQ_STAGING_DB_PASSWORD"
+redis_password_env = "CERNIQ_STAGING_REDIS_PASSWORD"

@@ -4,7 +4,6 @@ Host addresses, the registry address and the public URL come from the generated
 `.testbed/group_data/<env>.py`, applied after this file.
 """
 
-ssh_user = "root"
 registry_scheme = "http"
 disk_max_percent = 99
 health_interval = 1.0

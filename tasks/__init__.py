@@ -17,6 +17,10 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [str(_here.parent) if Path(p or ".").resolve() == _here else p for p in sys.path]
 
 NAMESPACES = ("env", "db", "backup", "bluegreen", "incident", "lock", "rollback", "testbed")
+NAMESPACES += ("review",)  # team procedures (issue 15), one line each
+NAMESPACES += ("oncall",)
+NAMESPACES += ("ci",)
+NAMESPACES += ("docs",)
 TOP_LEVEL = (
     ("demo", "demo"),
     ("deploy", "deploy"),
@@ -24,6 +28,7 @@ TOP_LEVEL = (
     ("verify", "verify"),
     ("doctor", "doctor"),
 )
+TOP_LEVEL += (("testrun", "test"),)  # team procedures (issue 15), one line each
 
 ns = Collection()
 for _name in NAMESPACES:

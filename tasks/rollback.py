@@ -59,7 +59,8 @@ def rollback(
     run_procedure(procedure.rollback, ctx, json)
     if not json:
         record = ctx.facts.get("incident") or {}
-        say(f"== rollback complete: {env} runs {ctx.version} ({record.get('id', 'dry run')})")
+        what = "dry run" if dry_run else "nothing to roll back"
+        say(f"== rollback complete: {env} runs {ctx.version} ({record.get('id', what)})")
 
 
 @task(

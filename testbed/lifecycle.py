@@ -18,7 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+from cerniq_ops import backup
 from cerniq_ops.clients.registry import Registry
 from cerniq_ops.errors import TestbedError
 from testbed import images, plan
@@ -32,6 +34,8 @@ REQUIRED = {
     "docker-compose": "docker-compose",
     "docker-registry": "docker-registry",
     "ssh-keygen": "openssh-client",
+    "sudo": "sudo",
+    "redis-server": "redis-server",
     "/usr/sbin/sshd": "openssh-server",
     plan.PG_BIN + "/initdb": "postgresql",
     str(images.BUSYBOX): "busybox-static",
@@ -49,6 +53,7 @@ exec docker-compose "$@"
 """
 PG_PORT = 64032
 INITIAL_VERSION = "v1.0.0"
+ACCOUNT_FILES = ("passwd", "group", "shadow")  # copied from the machine's /etc, plus deploy
 Progress = Callable[[str], None]
 
 
@@ -90,6 +95,20 @@ def _proc_state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def _password() -> str:
+    """A generated secret with the characters a URL must encode (`@`, `#`, `/`, `:`), so
+    every test proves they survive DATABASE_URL and REDIS_URL."""
+    return f"{secrets.token_urlsafe(9)}@#/:{secrets.token_urlsafe(9)}"
+
+
+def _write_like(path: Path, text: str, model: Path) -> None:
+    """Write TEXT to PATH with MODEL's owner and mode (a copy of an /etc file)."""
+    st = model.stat()
+    path.write_text(text)
+    os.chown(path, st.st_uid, st.st_gid)
+    path.chmod(st.st_mode & 0o7777)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -175,7 +194,7 @@ class TestbedManager:
             return False
         self.down(quiet=True)
         start = time.monotonic()
-        passwords = self._write_files()
+        passwords, redis_passwords = self._write_files()
         self._network()
         for host in self.tb.hosts:
             self._launch(host)
@@ -189,7 +208,7 @@ class TestbedManager:
         self.progress(f"published {images.publish_traefik(registry, 'cerniq', self.cache_dir)}")
         for ref in images.publish_app(registry, "cerniq", INITIAL_VERSION):
             self.progress(f"published {ref}")
-        self.tb.env_file.write_text(plan.env_file(self.tb, passwords))
+        self.tb.env_file.write_text(plan.env_file(self.tb, passwords, redis_passwords))
         self.tb.env_file.chmod(0o600)
         return True
 
@@ -200,7 +219,7 @@ class TestbedManager:
     def registry(self) -> Registry:
         return Registry(self.tb.registry_address, scheme="http")
 
-    def _write_files(self) -> dict[str, str]:
+    def _write_files(self) -> tuple[dict[str, str], dict[str, str]]:
         tb = self.tb
         for sub in ("ssh", "inventories", "group_data", "cache"):
             (tb.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -220,9 +239,15 @@ class TestbedManager:
                     str(tb.ssh_key),
                 ]
             )
-        shutil.copy(f"{tb.ssh_key}.pub", tb.ssh_dir / "authorized_keys")
+        (tb.ssh_dir / "authorized_keys").unlink(missing_ok=True)  # now per host (deploy, root)
         (tb.ssh_config).write_text(plan.ssh_client_config(tb))
-        passwords = {env: secrets.token_urlsafe(18) for env in ("staging", "production")}
+        passwords = {env: _password() for env in ("staging", "production")}
+        redis_passwords = {env: _password() for env in ("staging", "production")}
+        machine = {name: Path(f"/etc/{name}") for name in ACCOUNT_FILES}
+        accounts = {name: path.read_text() for name, path in machine.items()}
+        deploy_id = plan.free_id(accounts["passwd"], accounts["group"])
+        # the testbed's settings use pg_bin_dir = plan.PG_BIN (a unit test holds them equal)
+        programs = backup.cluster_owner_programs(SimpleNamespace(pg_bin_dir=plan.PG_BIN))
         for env in ("staging", "production"):
             (tb.dir / "inventories" / f"{env}.py").write_text(plan.inventory_module(tb, env))
             (tb.dir / "group_data" / f"{env}.py").write_text(
@@ -237,6 +262,24 @@ class TestbedManager:
             (hd / "hosts").write_text(plan.hosts_file(tb, host))
             (hd / "resolv.conf").write_text("nameserver 127.0.0.1\n")
             (hd / "sshd_config").write_text(plan.sshd_config(tb, host))
+            shutil.copy(f"{tb.ssh_key}.pub", hd / "authorized_keys")
+            texts = {
+                "passwd": plan.passwd_file(accounts["passwd"], deploy_id),
+                "group": plan.group_file(accounts["group"], deploy_id, plan.deploy_groups(host)),
+                "shadow": plan.shadow_file(accounts["shadow"]),
+            }
+            for name, text in texts.items():
+                _write_like(hd / name, text, machine[name])
+            sudoers = hd / "sudoers.d"
+            sudoers.chmod(0o755)
+            rule = plan.sudoers_file(host, programs)
+            if rule is not None:
+                (sudoers / "cerniq-deploy").write_text(rule)
+                (sudoers / "cerniq-deploy").chmod(0o440)
+            if host.runs_postgres:
+                conf = hd / "redis.conf"
+                conf.write_text(plan.redis_conf(host, redis_passwords[host.env or ""]))
+                conf.chmod(0o600)
             key = tb.host_key(host)
             key.parent.mkdir(exist_ok=True)
             if not key.exists():
@@ -248,7 +291,7 @@ class TestbedManager:
             script = hd / "boot.sh"
             script.write_text(plan.inner_script(tb, host, pw, PG_PORT))
             script.chmod(0o700)
-        return passwords
+        return passwords, redis_passwords
 
     def _network(self) -> None:
         tb = self.tb
@@ -298,7 +341,9 @@ class TestbedManager:
             if not self._launcher_pid(host):
                 tail = (self.tb.host_dir(host) / "boot.log").read_text(errors="replace")[-800:]
                 raise TestbedError(f"host {host.name} died while booting: {tail.strip()}")
-            return _port_open(host.ip, 22)
+            return _port_open(host.ip, 22) and (
+                not host.runs_postgres or _port_open(host.ip, plan.REDIS_PORT)
+            )
 
         _wait(f"sshd on {host.name}", ready, timeout=90)
 
@@ -404,4 +449,5 @@ class TestbedManager:
         mounts = Path("/proc/self/mountinfo").read_text()
         found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(tb.dir) in line]
         found += [f"process {p}" for h in tb.hosts if (p := self._launcher_pid(h))]
+        found += [f"files {p}" for p in [tb.dir / "hosts", tb.env_file] if p.exists()]
         return found

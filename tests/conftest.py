@@ -58,6 +58,13 @@ def testinfra_host(ssh_config):
     return get
 
 
+@pytest.fixture(scope="module")
+def root_host(testinfra_host):
+    """root_host('prod-db') -> a testinfra Host logged in as root (`<host>-root` in the ssh
+    config), for tests that break a host on purpose; procedures and checks use deploy."""
+    return lambda name: testinfra_host(f"{name}-root")
+
+
 @pytest.fixture
 def slack(monkeypatch):
     """A Slack incoming-webhook stand-in; CERNIQ_SLACK_WEBHOOK points at it."""

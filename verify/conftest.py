@@ -110,10 +110,9 @@ def ssh_config_text(s: Settings, control_dir: str) -> str:
         ]
         if d.get("ssh_key"):
             lines += [f"  IdentityFile {d['ssh_key']}", "  IdentitiesOnly yes"]
-        if d.get("ssh_known_hosts_file"):
-            lines.append(f"  UserKnownHostsFile {d['ssh_known_hosts_file']}")
+        lines.append(f"  UserKnownHostsFile {d.get('ssh_known_hosts_file') or s.known_hosts_file}")
         lines += [
-            f"  StrictHostKeyChecking {d.get('ssh_strict_host_key_checking', 'yes')}",
+            "  StrictHostKeyChecking yes",  # always: an unknown or changed key is refused
             "  BatchMode yes",
             f"  ControlPath {control_dir}/cm-%C",
             "  ConnectTimeout 10",

@@ -9,7 +9,7 @@ import pytest
 
 from cerniq_ops import audit_checks as ac
 from cerniq_ops.lock import lock_path
-from verify.helpers import problems_or_pass, read
+from verify.helpers import problems_or_pass, read, read_many
 
 
 @pytest.mark.hosts("primary")
@@ -20,6 +20,28 @@ def test_deploy_lock(host, settings, detail):
     problem = ac.lock_problem(path, text, datetime.now(UTC), settings.deploy_lock_max_age_minutes)
     seen = "not held" if text is None else f"held by a run in progress ({text.strip()[:80]})"
     problems_or_pass([problem] if problem else [], detail, f"{path}: {seen}")
+
+
+@pytest.mark.hosts("primary")
+def test_unfinished_run(host, settings, detail):
+    """No run that died without being re-run: the run journal and blue-green's run record."""
+    from cerniq_ops.bluegreen import PENDING
+    from cerniq_ops.journal import journal_path
+
+    root = settings.app_root.rstrip("/")
+    paths = [journal_path(settings), lock_path(settings), f"{root}/{PENDING}"]
+    texts = read_many(host, paths)
+    problems = ac.unfinished_run_problems(
+        paths[0],
+        texts[paths[0]],
+        texts[paths[1]],
+        {paths[2]: texts[paths[2]]},
+        datetime.now(UTC),
+        settings.deploy_lock_max_age_minutes,
+    )
+    journal = texts[paths[0]]
+    seen = "no run recorded" if journal is None else f"last run: {journal.strip()[:100]}"
+    problems_or_pass(problems, detail, seen)
 
 
 @pytest.mark.hosts("db_primary")

@@ -64,3 +64,88 @@ def ci_status(api: str, repo: str, ref: str, token: str, timeout: float = 10.0) 
     except requests.RequestException as exc:
         raise StepFailed(f"GitHub API ({api}) unreachable or refused: {exc}") from exc
     return summarize(sha, r.json().get("workflow_runs", []))
+
+
+# -- pull requests, reviews, commit statuses (review.check, review.nudge) --------------------
+def _headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
+
+
+def _get_all(api: str, path: str, token: str, params: dict | None = None) -> list[dict]:
+    """Every page of a list endpoint (per_page=100, following the Link rel="next" header)."""
+    url: str | None = f"{api.rstrip('/')}{path}"
+    query: dict | None = {"per_page": 100, **(params or {})}
+    items: list[dict] = []
+    try:
+        while url:
+            r = requests.get(url, params=query, headers=_headers(token), timeout=10.0)
+            if r.status_code == 404:
+                raise StepFailed(f"GitHub API: {path} not found (repository, PR or token scope)")
+            r.raise_for_status()
+            items.extend(r.json())
+            url, query = r.links.get("next", {}).get("url"), None
+    except requests.RequestException as exc:
+        raise StepFailed(f"GitHub API ({api}) unreachable or refused: {exc}") from exc
+    return items
+
+
+def _get_one(api: str, path: str, token: str) -> dict:
+    try:
+        r = requests.get(f"{api.rstrip('/')}{path}", headers=_headers(token), timeout=10.0)
+        if r.status_code == 404:
+            raise StepFailed(f"GitHub API: {path} not found (repository, PR or token scope)")
+        r.raise_for_status()
+    except requests.RequestException as exc:
+        raise StepFailed(f"GitHub API ({api}) unreachable or refused: {exc}") from exc
+    return r.json()
+
+
+def pull(api: str, repo: str, number: int, token: str) -> dict:
+    return _get_one(api, f"/repos/{repo}/pulls/{number}", token)
+
+
+def open_pulls(api: str, repo: str, token: str) -> list[dict]:
+    return _get_all(api, f"/repos/{repo}/pulls", token, {"state": "open"})
+
+
+def pull_files(api: str, repo: str, number: int, token: str) -> list[str]:
+    """The PR's changed paths (a renamed file counts under its old and new name)."""
+    files = _get_all(api, f"/repos/{repo}/pulls/{number}/files", token)
+    paths = [f["filename"] for f in files]
+    paths += [f["previous_filename"] for f in files if f.get("previous_filename")]
+    return list(dict.fromkeys(paths))
+
+
+def pull_reviews(api: str, repo: str, number: int, token: str) -> list[dict]:
+    return _get_all(api, f"/repos/{repo}/pulls/{number}/reviews", token)
+
+
+def requested_reviewers(api: str, repo: str, number: int, token: str) -> dict:
+    """{"users": [...], "teams": [...]} still asked to review."""
+    return _get_one(api, f"/repos/{repo}/pulls/{number}/requested_reviewers", token)
+
+
+def set_status(
+    api: str, repo: str, sha: str, token: str, state: str, context: str, description: str
+) -> None:
+    """A commit status (success | failure | pending | error) under CONTEXT on SHA."""
+    body = {"state": state, "context": context, "description": description[:140]}
+    try:
+        r = requests.post(
+            f"{api.rstrip('/')}/repos/{repo}/statuses/{sha}",
+            json=body,
+            headers=_headers(token),
+            timeout=10.0,
+        )
+        r.raise_for_status()
+    except requests.RequestException as exc:
+        raise StepFailed(f"GitHub API ({api}) refused the commit status: {exc}") from exc
+
+
+def commit_date(api: str, repo: str, sha: str, token: str) -> str:
+    """The committer date of SHA (ISO 8601): when a PR's head was pushed, near enough."""
+    return _get_one(api, f"/repos/{repo}/commits/{sha}", token)["commit"]["committer"]["date"]

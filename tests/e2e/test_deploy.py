@@ -133,7 +133,7 @@ def test_broken_version_never_receives_traffic(production_v1, slack, github, tes
     assert r.returncode == 1
     assert "failed at step 'rolling_update'" in r.stderr
     assert "never became healthy on prod-app1" in r.stderr
-    assert "prod-app1 runs v1.1.0, prod-app2 runs v1.1.0" in r.stderr
+    assert "hosts: prod-app1 runs v1.1.0; prod-app2 runs v1.1.0" in r.stderr  # every service
     assert load.result.failed == 0, load.result.failures[:5]
     assert set(load.result.versions) == {"v1.1.0"}
     assert any("FAILED" in t for t in slack.texts())

@@ -291,4 +291,4 @@ def test_doctor_tells_host_key_and_auth_failures_apart(deployed, tmp_path):
     mismatch = first(ssh_known_hosts_file=str(wrong))
     assert mismatch.detail.startswith(f"HOST KEY MISMATCH for {spec.address}")
     denied = first(ssh_key=str(stranger))
-    assert denied.detail == f"authentication failed for root@{spec.address}:22 (key {stranger})"
+    assert denied.detail == f"authentication failed for deploy@{spec.address}:22 (key {stranger})"

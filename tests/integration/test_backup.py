@@ -63,7 +63,7 @@ def make_backup(env: str, verify: bool = False) -> dict:
 def sql_on(host, dbname: str, statement: str) -> str:
     """STATEMENT run as the cluster owner on the db host (test set-up and inspection)."""
     return host.check_output(
-        "runuser -u postgres -- psql -X -At -h /run/postgresql -p 64032 "
+        "sudo -n -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h /run/postgresql -p 64032 "
         f"-d {shlex.quote(dbname)} -c {shlex.quote(statement)}"
     )
 
@@ -126,8 +126,7 @@ def test_create_verify_restore_round_trip_brings_back_the_data(testbed, testinfr
     dumped_events = manifest["row_counts"]["public.events"]
     assert manifest["pg_version"].startswith("15.") and manifest["label"] == "pre-deploy"
     dump = db.file(manifest["file"])  # the login user's file: nothing needs root or chown
-    ssh_user = settings.load("staging").ssh_user
-    assert (dump.mode, dump.user, dump.size) == (0o600, ssh_user, manifest["size"])
+    assert (dump.mode, dump.user, dump.size) == (0o600, "deploy", manifest["size"])
     assert db.file(f"/backup/{backup_id}.manifest.json").mode == 0o600
     assert db.check_output(f"sha256sum {manifest['file']}").split()[0] == manifest["sha256"]
 

@@ -3,6 +3,7 @@
 import os
 import signal
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -67,6 +68,28 @@ def test_each_host_has_its_own_opt_cerniq_and_docker(testbed, testinfra_host):
     assert one.file("/backup").is_directory and one.file("/run/docker.sock").exists
 
 
+def test_hosts_log_in_as_deploy_with_their_own_accounts_and_root_only_by_alias(
+    testbed, testinfra_host, root_host
+):
+    machine_passwd = Path("/etc/passwd").read_text()
+    assert "\ndeploy:" not in "\n" + machine_passwd  # no user on the machine itself
+    for name in ("staging-app1", "prod-app2", "prod-db", "registry"):
+        host = testinfra_host(name)
+        assert host.check_output("id -un") == "deploy"
+        assert host.file("/opt/cerniq").user == "deploy"
+        assert root_host(name).check_output("id -un") == "root"
+    app, db = testinfra_host("prod-app1"), testinfra_host("prod-db")
+    assert "docker" in app.check_output("id -Gn").split()
+    assert app.run("docker ps").rc == 0
+    assert "docker" not in db.check_output("id -Gn").split()
+    assert db.file("/backup").user == "deploy" and db.file("/backup").mode == 0o700
+    assert db.run("sudo -n -u postgres -- /usr/lib/postgresql/15/bin/psql -V").rc == 0
+    denied = db.run("sudo -n -u postgres -- /bin/sh -c id")
+    assert denied.rc != 0 and "password is required" in denied.stderr
+    assert app.run("sudo -n -l").rc != 0  # no rule at all on app hosts
+    assert db.process.filter(user="redis", comm="redis-server")
+
+
 def test_publish_broken_version_has_no_health(testbed):
     images.publish_app(testbed.registry(), "cerniq", "v0.0.1-broken", broken=True)
     assert "v0.0.1-broken" in testbed.registry().tags("cerniq/web")
@@ -97,3 +120,5 @@ def test_up_recovers_from_a_killed_run_and_down_leaves_nothing(tmp_path):
     finally:
         manager.down()
     assert manager.leftovers() == []
+    assert not (tmp_path / "tb" / "hosts").exists()  # per-host accounts, sudoers.d, homes
+    assert not Path("/home/deploy").exists() and not Path("/etc/sudoers.d/cerniq-deploy").exists()

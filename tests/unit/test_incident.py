@@ -100,3 +100,12 @@ def test_report_follows_template_15_2_with_the_real_timeline():
 def test_incident_ids_are_validated(bad):
     with pytest.raises(BadInput, match="invalid incident id"):
         incident.validate_id(bad)
+
+
+@pytest.mark.parametrize(
+    "bad", ["INC-20261202061500\n", "INC-２0261202061500", "INC-2026", "inc-20261202061500"]
+)
+def test_incident_ids_are_exactly_inc_and_14_ascii_digits(bad):
+    assert incident.validate_id("INC-20261202061500") == "INC-20261202061500"
+    with pytest.raises(BadInput, match="expected INC-YYYYmmddHHMMSS"):
+        incident.validate_id(bad)

@@ -72,3 +72,92 @@ def test_env_file_round_trips(tb, tmp_path):
     assert values["CERNIQ_TARGET"] == "testbed"
     assert values["CERNIQ_TESTBED_STAGING_DB_PASSWORD"] == "a b'c"
     assert values["CERNIQ_TESTBED_DIR"] == str(tb.dir)
+
+
+# -- the deploy user ---------------------------------------------------------------------------
+MACHINE_PASSWD = "root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104::/var/lib/postgresql:/bin/bash\nu:x:2000:2000::/home/u:/bin/sh\n"  # noqa: E501
+MACHINE_GROUP = "root:x:0:\ndocker:x:112:\nsudo:x:27:ana\nu:x:2000:\nx:x:2001:\n"
+
+
+def test_deploy_gets_the_first_id_free_as_uid_and_gid():
+    assert plan.free_id(MACHINE_PASSWD, MACHINE_GROUP) == 2002
+    assert plan.free_id("", "") == 2000
+
+
+def test_account_files_add_deploy_to_the_machines_own():
+    passwd = plan.passwd_file(MACHINE_PASSWD, 2002)
+    assert (
+        passwd
+        == MACHINE_PASSWD + "deploy:x:2002:2002:cerniq-ops deploy user:/home/deploy:/bin/bash\n"
+    )  # noqa: E501
+    assert plan.passwd_file(passwd, 2002) == passwd  # never twice
+    group = plan.group_file(MACHINE_GROUP, 2002, ("docker",))
+    assert (
+        group
+        == "root:x:0:\ndocker:x:112:deploy\nsudo:x:27:ana\nu:x:2000:\nx:x:2001:\ndeploy:x:2002:\n"
+    )  # noqa: E501
+    assert plan.group_file("sudo:x:27:ana\n", 9, ("sudo",)) == "sudo:x:27:ana,deploy\ndeploy:x:9:\n"
+    assert plan.shadow_file("root:*:1::::::\n") == "root:*:1::::::\ndeploy:*:19000:0:99999:7:::\n"
+
+
+def test_deploy_is_in_the_docker_group_only_where_dockerd_runs(tb):
+    assert plan.deploy_groups(tb.host("prod-app1")) == ("docker",)
+    assert plan.deploy_groups(tb.host("prod-db")) == ()
+
+
+def test_the_sudo_rule_is_on_db_hosts_only_and_names_exactly_the_cluster_owners_programs(tb):
+    programs = ["/pg/bin/pg_dump", "/pg/bin/pg_restore", "/pg/bin/psql"]
+    text = plan.sudoers_file(tb.host("prod-db"), programs)
+    assert text is not None
+    assert text.splitlines()[-1] == (
+        "deploy ALL=(postgres) NOPASSWD: /pg/bin/pg_dump, /pg/bin/pg_restore, /pg/bin/psql"
+    )
+    assert plan.sudoers_file(tb.host("prod-app1"), programs) is None
+    assert plan.sudoers_file(tb.host("registry"), programs) is None
+
+
+def test_testbed_pg_bin_is_the_settings_pg_bin_dir(tb):
+    s = settings.load("production", target="real")
+    assert s.pg_bin_dir == plan.PG_BIN and s.redis_port == plan.REDIS_PORT
+    assert s.ssh_user == plan.DEPLOY_USER
+
+
+def test_boot_script_gives_deploy_its_home_key_and_folders(tb):
+    script = plan.inner_script(tb, tb.host("prod-app1"), "", 64032)
+    for inside in ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/sudoers.d", "/home"):
+        assert f" {inside}\n" in script
+    assert (
+        'install -m 600 -o deploy -g deploy "$HD/authorized_keys" /home/deploy/.ssh/authorized_keys'
+        in script
+    )
+    assert "chown deploy:deploy /opt/cerniq /backup" in script
+    assert "redis-server" not in script
+    db = plan.inner_script(tb, tb.host("prod-db"), "", 64032)
+    assert "runuser -u redis -- /usr/bin/redis-server /run/redis/redis.conf" in db
+
+
+def test_redis_listens_on_the_db_hosts_address_with_a_password_and_no_disk(tb):
+    conf = plan.redis_conf(tb.host("prod-db"), 'p@#/:"x\\')
+    assert conf.splitlines()[:4] == [
+        "bind 10.99.0.23",
+        "port 64039",
+        "protected-mode yes",
+        'requirepass "p@#/:\\"x\\\\"',
+    ]
+    assert 'save ""' in conf and "appendonly no" in conf
+
+
+def test_ssh_config_logs_in_as_deploy_and_root_only_through_the_root_alias(tb):
+    text = plan.ssh_client_config(tb)
+    block = text.split("Host prod-db 10.99.0.23\n", 1)[1].split("\n\n", 1)[0]
+    assert "  User deploy" in block.splitlines()
+    root = text.split("Host prod-db-root\n", 1)[1].split("\n\n", 1)[0]
+    assert "  User root" in root.splitlines() and "  HostName 10.99.0.23" in root.splitlines()
+    assert "AuthorizedKeysFile .ssh/authorized_keys" in plan.sshd_config(tb, tb.host("prod-db"))
+
+
+def test_generated_inventory_connects_as_deploy_with_strict_host_keys(tb):
+    text = plan.inventory_module(tb, "production")
+    assert "'ssh_user': 'deploy'" in text and "'root'" not in text
+    assert "'ssh_strict_host_key_checking': 'yes'" in text
+    assert "CERNIQ_TESTBED_PRODUCTION_REDIS_PASSWORD" in plan.group_data_module(tb, "production")

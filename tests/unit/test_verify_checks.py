@@ -622,3 +622,35 @@ def test_ssh_target_and_verify_ssh_config_come_from_host_data():
         "  UserKnownHostsFile /k/known",
     ]
     assert "  StrictHostKeyChecking yes" in text and "  ControlPath /tmp/cm/cm-%C" in text
+
+
+def test_a_run_that_died_and_was_not_rerun_fails_verify():
+    run = {
+        "procedure": "deploy",
+        "version": "v1.3.0",
+        "step": "rolling_update",
+        "holder": "ana@ci-7",
+        "pid": 4242,
+        "since": at(timedelta(minutes=9)),
+        "refreshed": at(timedelta(minutes=8)),
+        "token": "t",
+    }
+    died = json.dumps({"run": run, "outcome": "running"})
+    path = "/opt/cerniq/last-run.json"
+    assert ac.unfinished_run_problems(path, died, None, {}, NOW, 60) == [
+        f"a run of deploy v1.3.0 died at step rolling_update (ana@ci-7, pid 4242, last sign of "
+        f"life {at(timedelta(minutes=8))}); re-run the same command: it converges from what "
+        "was left"
+    ]
+    working_lock = lock_text(timedelta(minutes=9), refreshed=timedelta(seconds=5))
+    assert ac.unfinished_run_problems(path, died, working_lock, {}, NOW, 60) == []
+    dead_lock = lock_text(timedelta(hours=3), refreshed=timedelta(hours=2))
+    assert len(ac.unfinished_run_problems(path, died, dead_lock, {}, NOW, 60)) == 1
+    ended = json.dumps({"run": run, "outcome": "ok"})
+    assert ac.unfinished_run_problems(path, ended, None, {}, NOW, 60) == []
+    pending = {"/opt/cerniq/bluegreen.pending": '{"procedure": "bluegreen.switch"}'}
+    assert ac.unfinished_run_problems(path, ended, None, pending, NOW, 60) == [
+        '/opt/cerniq/bluegreen.pending: a blue-green change was never finished ({"procedure": '
+        '"bluegreen.switch"}); re-run it, or `invoke bluegreen.switch --to <color>`'
+    ]
+    assert ac.unfinished_run_problems(path, None, None, {"/x": None}, NOW, 60) == []
