@@ -356,6 +356,19 @@ def lock_problem(path: str, text: str | None, now: datetime, max_age_minutes: fl
     return None
 
 
+def last_run_summary(journal_text: str | None) -> str:
+    """`last run: deploy v1.2.0 ok at 2026-12-02T06:50:20Z (root@ci-7)` for verify's detail."""
+    try:
+        journal = json.loads(journal_text) if journal_text else None
+    except ValueError:
+        journal = None
+    if not journal:
+        return "no run recorded"
+    run = journal.get("run") or {}
+    what = f"{run.get('procedure', '?')} {run.get('version') or ''}".strip()
+    return f"last run: {what} {journal.get('outcome')} at {journal.get('at')} ({run.get('holder')})"
+
+
 def unfinished_run_problems(
     journal_path: str,
     journal_text: str | None,

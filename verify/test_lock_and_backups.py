@@ -39,9 +39,7 @@ def test_unfinished_run(host, settings, detail):
         datetime.now(UTC),
         settings.deploy_lock_max_age_minutes,
     )
-    journal = texts[paths[0]]
-    seen = "no run recorded" if journal is None else f"last run: {journal.strip()[:100]}"
-    problems_or_pass(problems, detail, seen)
+    problems_or_pass(problems, detail, ac.last_run_summary(texts[paths[0]]))
 
 
 @pytest.mark.hosts("db_primary")

@@ -654,3 +654,17 @@ def test_a_run_that_died_and_was_not_rerun_fails_verify():
         '"bluegreen.switch"}); re-run it, or `invoke bluegreen.switch --to <color>`'
     ]
     assert ac.unfinished_run_problems(path, None, None, {"/x": None}, NOW, 60) == []
+
+
+def test_the_last_run_is_summed_up_in_one_short_line():
+    journal = json.dumps(
+        {
+            "run": {"procedure": "deploy", "version": "v1.2.0", "holder": "ana@ci-7"},
+            "outcome": "ok",
+            "at": "2026-12-02T06:50:20Z",
+        }
+    )
+    assert ac.last_run_summary(journal) == (
+        "last run: deploy v1.2.0 ok at 2026-12-02T06:50:20Z (ana@ci-7)"
+    )
+    assert ac.last_run_summary(None) == "no run recorded"
