@@ -460,6 +460,45 @@ def backup_problems(
     return problems, summary
 
 
+# -- databases a restore left ---------------------------------------------------------------
+def restore_problems(
+    databases: Sequence[Any], db_name: str, env: str, restore_prefix: str, where: str
+) -> tuple[list[str], str]:
+    """(problems, summary) for the cluster's databases (cerniq_ops.backup.Database) as a restore
+    leaves them: the live DB_NAME there and accepting connections, no half-restored database
+    (RESTORE_PREFIX...) and no swap that a restore made but never confirmed. Data kept under the
+    retention delay is fine (listed in the summary; prune drops it when it is due)."""
+    rerun = f"re-run `invoke backup.restore --env {env}` with the same backup"
+    names = {d.name: d for d in databases}
+    live = names.get(db_name)
+    problems = []
+    if live is None:
+        problems.append(f"database {db_name} does not exist on {where}")
+    elif not live.allow:
+        problems.append(
+            f"{db_name} on {where} does not accept connections (a restore died while closing "
+            f"it, or one is running now); {rerun}"
+        )
+    problems += [
+        f"{d.name} on {where} is a half-done restore (a restore died before its swap, or one "
+        f"is running now); {rerun}"
+        for d in databases
+        if d.name.startswith(restore_prefix)
+    ]
+    mine = [d for d in databases if d.record and d.record.get("of") == db_name]
+    problems += [
+        f"{db_name} on {where} was swapped to backup {d.record.get('backup')} by a restore that "
+        f"died before confirming it (the data before it is in {d.name}); {rerun}"
+        for d in mine
+        if d.record.get("state") == "swapped"
+    ]
+    kept = [d.name for d in mine if d.record.get("state") == "kept"]
+    summary = f"{db_name} live" + (
+        f"; kept under the retention delay: {', '.join(kept)}" if kept else ""
+    )
+    return problems, summary
+
+
 # -- audit log -------------------------------------------------------------------------------
 def audit_lines(content: bytes) -> list[bytes]:
     """The complete (newline-terminated) lines of the log, without their newlines."""

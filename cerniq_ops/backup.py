@@ -938,7 +938,8 @@ def refuse_other_environment(ctx: Context) -> str:
     return f"backup of {origin} restored over {ctx.env} (--allow-other-env)"
 
 
-def _restore_prefix(s: Settings) -> str:
+def restore_prefix(s: Settings) -> str:
+    """The name every half-done restore database starts with."""
     return scratch_name(s.backup_scratch_prefix, "restore", "")
 
 
@@ -961,7 +962,7 @@ def converge_earlier_restore(ctx: Context) -> str:
         return "would drop leftover restore databases and re-enable connections if needed"
     repairs = []
     for d in dbs:
-        if d.name.startswith(_restore_prefix(s)):
+        if d.name.startswith(restore_prefix(s)):
             _drop(ctx, d.name)
             repairs.append(f"dropped {d.name}, left by a restore that died before its swap")
     if not names[s.db_name].allow:
@@ -1006,7 +1007,7 @@ def restore_into_new_database(ctx: Context) -> str:
         return "skipped: already swapped in"
     if ctx.dry_run:
         return f"would restore {manifest['id']} into a new database, then check its rows"
-    restored = _restore_prefix(s) + secrets.token_hex(4)
+    restored = restore_prefix(s) + secrets.token_hex(4)
     ctx.facts["restored_db"] = restored
     try:
         restore_into(ctx, manifest, restored)

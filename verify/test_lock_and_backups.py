@@ -63,3 +63,22 @@ def test_backup(host, spec, settings, detail):
         found.leftovers(settings.env),
     )
     problems_or_pass(problems, detail, summary)
+
+
+@pytest.mark.hosts("db_primary")
+def test_restore_state(host, spec, settings, detail):
+    """The live database accepts connections, and no restore left a half-restored database or
+    a swap it never confirmed (`backup.restore` re-run with the same backup finishes it)."""
+    from cerniq_ops import backup
+
+    out = host.run(shlex.join(backup.psql_argv(settings, "postgres", backup.DATABASES_SQL)))
+    if out.rc != 0:
+        pytest.fail(f"cannot list the databases: {out.stderr.strip()[:120]}", pytrace=False)
+    problems, summary = ac.restore_problems(
+        backup.parse_databases(out.stdout),
+        settings.db_name,
+        settings.env,
+        backup.restore_prefix(settings),
+        spec.name,
+    )
+    problems_or_pass(problems, detail, summary)

@@ -10,7 +10,7 @@ import pytest
 
 from cerniq_ops import audit_checks as ac
 from cerniq_ops import doctor, verification
-from cerniq_ops.backup import BackupInfo
+from cerniq_ops.backup import BackupInfo, Database
 from cerniq_ops.rollout import Container
 from cerniq_ops.settings import HostSpec, load
 
@@ -668,3 +668,38 @@ def test_the_last_run_is_summed_up_in_one_short_line():
         "last run: deploy v1.2.0 ok at 2026-12-02T06:50:20Z (ana@ci-7)"
     )
     assert ac.last_run_summary(None) == "no run recorded"
+
+
+def test_a_restore_that_died_after_its_swap_or_before_it_fails_verify():
+    prefix = "cerniq_scratch_restore_"
+    swapped = {"cerniq": "previous", "of": "cerniq", "backup": "b-20261128", "state": "swapped"}
+    kept = {**swapped, "state": "kept"}
+    dbs = [
+        Database("cerniq", True),
+        Database("cerniq_previous_20261128t110000z", True, swapped),
+        Database("cerniq_previous_20261127t110000z", True, kept),
+        Database("cerniq_scratch_restore_ab12", True),
+        Database("postgres", True),
+    ]
+    rerun = "re-run `invoke backup.restore --env production` with the same backup"
+    assert ac.restore_problems(dbs, "cerniq", "production", prefix, "prod-db") == (
+        [
+            "cerniq_scratch_restore_ab12 on prod-db is a half-done restore (a restore died "
+            f"before its swap, or one is running now); {rerun}",
+            "cerniq on prod-db was swapped to backup b-20261128 by a restore that died before "
+            f"confirming it (the data before it is in cerniq_previous_20261128t110000z); {rerun}",
+        ],
+        "cerniq live; kept under the retention delay: cerniq_previous_20261127t110000z",
+    )
+    closed = [Database("cerniq", False)]
+    assert ac.restore_problems(closed, "cerniq", "production", prefix, "prod-db")[0] == [
+        "cerniq on prod-db does not accept connections (a restore died while closing it, or "
+        f"one is running now); {rerun}"
+    ]
+    assert ac.restore_problems([Database("postgres", True)], "cerniq", "staging", prefix, "h")[
+        0
+    ] == ["database cerniq does not exist on h"]
+    assert ac.restore_problems(dbs[:1], "cerniq", "production", prefix, "prod-db") == (
+        [],
+        "cerniq live",
+    )
