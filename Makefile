@@ -1,6 +1,8 @@
 # Two commands: `make demo` (the main job on the local testbed) and `make test` (everything).
 VENV   := .venv
 BIN    := $(VENV)/bin
+# pytest-xdist workers for `make test`, each with its own testbed (`make test WORKERS=1`)
+WORKERS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test lint unit deps venv node-tools clean
@@ -12,7 +14,7 @@ test: deps venv node-tools
 	bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(WORKERS) --dist loadfile
 
 unit: venv
 	$(BIN)/pytest -m unit

@@ -469,11 +469,15 @@ def restore_problems(
     (RESTORE_PREFIX...) and no swap that a restore made but never confirmed. Data kept under the
     retention delay is fine (listed in the summary; prune drops it when it is due)."""
     rerun = f"re-run `invoke backup.restore --env {env}` with the same backup"
-    names = {d.name: d for d in databases}
-    live = names.get(db_name)
+    live = next((d for d in databases if d.name == db_name), None)
+    mine = [d for d in databases if d.holds_data_of(db_name)]
     problems = []
     if live is None:
-        problems.append(f"database {db_name} does not exist on {where}")
+        kept = f" (restores kept: {', '.join(d.name for d in mine)})" if mine else ""
+        problems.append(
+            f"database {db_name} does not exist on {where}{kept}; rename the data to serve back "
+            "by hand (docs/runbooks/backups.md, 'The live database is missing')"
+        )
     elif not live.allow:
         problems.append(
             f"{db_name} on {where} does not accept connections (a restore died while closing "
@@ -485,14 +489,13 @@ def restore_problems(
         for d in databases
         if d.name.startswith(restore_prefix)
     ]
-    mine = [d for d in databases if d.record and d.record.get("of") == db_name]
     problems += [
         f"{db_name} on {where} was swapped to backup {d.record.get('backup')} by a restore that "
         f"died before confirming it (the data before it is in {d.name}); {rerun}"
         for d in mine
-        if d.record.get("state") == "swapped"
+        if d.unconfirmed
     ]
-    kept = [d.name for d in mine if d.record.get("state") == "kept"]
+    kept = [d.name for d in mine if not d.unconfirmed]
     summary = f"{db_name} live" + (
         f"; kept under the retention delay: {', '.join(kept)}" if kept else ""
     )

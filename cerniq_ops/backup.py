@@ -319,6 +319,15 @@ class Database:
     allow: bool
     record: dict[str, Any] | None = None
 
+    def holds_data_of(self, db_name: str) -> bool:
+        """A database a restore of DB_NAME set aside (the data before it, or a rejected one)."""
+        return bool(self.record) and self.record.get("of") == db_name
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Swapped out by a restore that died before confirming the swap."""
+        return (self.record or {}).get("state") == "swapped"
+
 
 def parse_databases(text: str) -> list[Database]:
     result = []
@@ -646,6 +655,16 @@ def _drop(ctx: Context, name: str) -> None:
 
 
 # -- create ----------------------------------------------------------------------------------
+def remove_leftovers(ctx: Context, names: Sequence[str]) -> None:
+    """Remove NAMES (files of this environment's backup folder a backup run left when it died
+    before its manifest). Safe under the deploy lock: every run that creates this
+    environment's backups holds it, so none of them is a dump in progress."""
+    folder = ctx.settings.backup_dir.rstrip("/")
+    for name in names:
+        hosts.sh(_db_host(ctx), ["rm", "-f", f"{folder}/{name}"])
+        ctx.repaired(f"removed {folder}/{name} (a backup run died before its manifest)")
+
+
 def _reserve(ctx: Context, label: str, taken: set[str]) -> tuple[str, dict[str, str], datetime]:
     """An id nobody else uses, its .partial created (exclusively) on the host."""
     s, host = ctx.settings, _db_host(ctx)
@@ -679,6 +698,7 @@ def create_backup(ctx: Context, label: str) -> dict[str, Any]:
     listing = list_on_host(ctx)
     taken = {b.id for b in listing.backups}
     taken |= {n.split(".", 1)[0] for n in [*listing.partials, *listing.orphans]}
+    remove_leftovers(ctx, listing.leftovers(s.env))
     version = _current_version(ctx)
     new_id, p, started_at = _reserve(ctx, label, taken)
     conninfo = {**s.db_conninfo(s.require_secret("db_password_env")), **KEEPALIVES}
@@ -953,7 +973,7 @@ def converge_earlier_restore(ctx: Context) -> str:
     dbs = databases(ctx)
     names = {d.name: d for d in dbs}
     if s.db_name not in names:
-        kept = [d.name for d in dbs if d.record and d.record.get("of") == s.db_name]
+        kept = [d.name for d in dbs if d.holds_data_of(s.db_name)]
         raise StepFailed(
             f"database {s.db_name} does not exist on {s.db_host.name}"
             + (f"; kept databases: {', '.join(kept)} (rename one back by hand)" if kept else "")
@@ -969,9 +989,9 @@ def converge_earlier_restore(ctx: Context) -> str:
         _psql(ctx, "postgres", allow_connections_sql(s.db_name))
         repairs.append(f"{s.db_name} accepts connections again (a restore died while closing it)")
     for d in dbs:
-        r = d.record or {}
-        if r.get("of") != s.db_name or r.get("state") != "swapped":
+        if not (d.holds_data_of(s.db_name) and d.unconfirmed):
             continue
+        r = d.record or {}
         if r.get("backup") == ctx.facts["backup_id"] and r.get("cerniq") == "previous":
             ctx.facts["resume"] = d.name
             ctx.facts["previous_db"] = d.name
@@ -1156,9 +1176,7 @@ def leave_one_live_database(ctx: Context) -> str | None:
 def _kept_of(ctx: Context) -> list[Database]:
     s = ctx.settings
     return [
-        d
-        for d in databases(ctx)
-        if d.record and d.record.get("of") == s.db_name and d.record.get("env") == ctx.env
+        d for d in databases(ctx) if d.holds_data_of(s.db_name) and d.record.get("env") == ctx.env
     ]
 
 
@@ -1167,8 +1185,8 @@ def drop_previous_databases(ctx: Context) -> str:
     """Drop the data kept by restores (all of it, or only what is due with `due_only`)."""
     now = datetime.now(UTC)
     kept = _kept_of(ctx)
-    unconfirmed = [d.name for d in kept if (d.record or {}).get("state") != "kept"]
-    chosen = [d.name for d in kept if (d.record or {}).get("state") == "kept"]
+    unconfirmed = [d.name for d in kept if d.unconfirmed]
+    chosen = [d.name for d in kept if not d.unconfirmed]
     if ctx.options.get("due_only"):
         chosen = [d.name for d in kept if due_for_drop(d, now)]
     ctx.facts["dropped_databases"] = chosen
@@ -1221,13 +1239,10 @@ def prune_backups(ctx: Context) -> str:
     if ctx.dry_run:
         listed = ", ".join(doomed) or "none"
         return f"would delete {len(doomed)} of {len(intact)} backup(s): {listed}{extra}{tail}"
-    folder = s.backup_dir.rstrip("/")
     for backup_id_ in doomed + broken:
         p = paths(s.backup_dir, backup_id_)
         hosts.sh(_db_host(ctx), ["rm", "-f", p["dump"], p["verify"], p["manifest"]])
-    for name in leftovers:
-        hosts.sh(_db_host(ctx), ["rm", "-f", f"{folder}/{name}"])
-        ctx.repaired(f"removed {folder}/{name} (a backup run died before its manifest)")
+    remove_leftovers(ctx, leftovers)
     due = [d.name for d in _kept_of(ctx) if due_for_drop(d, now)]
     for name in due:
         _drop(ctx, name)

@@ -2,6 +2,8 @@
 
 The tests' testbed has its own name prefix, subnet and folder, so it never touches a testbed a
 developer has up (`invoke testbed.up`). Override with CERNIQ_TEST_TESTBED_* if these collide.
+Under pytest-xdist (`make test` runs two workers, one module per worker at a time) each worker
+gets its own: prefix `cqt0`/`cqt1`, net `10.78.0`/`10.78.1`, folder `.testbed-test/gw0`/`gw1`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,32 @@ PROJECT = Path(__file__).resolve().parent.parent
 TEST_PREFIX = os.environ.get("CERNIQ_TEST_TESTBED_PREFIX", "cqt")
 TEST_NET = os.environ.get("CERNIQ_TEST_TESTBED_NET", "10.78.0")
 TEST_DIR = Path(os.environ.get("CERNIQ_TEST_TESTBED_DIR", PROJECT / ".testbed-test"))
+# the slowest modules first (junit durations, seconds): two workers start on the two longest
+SLOWEST_FIRST = (
+    "tests/e2e/test_recovery_deploy.py",  # 722
+    "tests/e2e/test_recovery_bluegreen.py",  # 624
+    "tests/e2e/test_bluegreen.py",  # 250
+    "tests/e2e/test_deploy.py",  # 216
+    "tests/e2e/test_rollback.py",  # 174
+    "tests/e2e/test_verify.py",  # 114
+    "tests/integration/test_backup.py",  # 73
+    "tests/e2e/test_nonroot.py",  # 47
+)
+
+
+def worker_testbed(worker: str | None) -> tuple[str, str, Path]:
+    """(prefix, net, folder) of the tests' testbed for an xdist worker ('gw1'), or alone (None)."""
+    if not worker:
+        return TEST_PREFIX, TEST_NET, TEST_DIR
+    n = int(worker.removeprefix("gw"))
+    a, b, c = TEST_NET.split(".")
+    return f"{TEST_PREFIX}{n}", f"{a}.{b}.{int(c) + n}", TEST_DIR / worker
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the slowest modules first, so pytest-xdist's per-module scheduling balances."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +52,8 @@ def testbed():
     from testbed.lifecycle import TestbedManager, read_env_file
     from testbed.plan import Testbed
 
-    manager = TestbedManager(Testbed(dir=TEST_DIR, prefix=TEST_PREFIX, net=TEST_NET), print)
+    prefix, net, folder = worker_testbed(os.environ.get("PYTEST_XDIST_WORKER"))
+    manager = TestbedManager(Testbed(dir=folder, prefix=prefix, net=net), print)
     manager.up()
     saved = dict(os.environ)
     os.environ.update(read_env_file(manager.tb.env_file))

@@ -228,3 +228,46 @@ def test_dry_run_lists_planned_changes_and_changes_nothing(production_v1, testin
         testinfra_host("prod-app1").file("/opt/cerniq/current-version").content_string.strip()
         == "v1.1.0"
     )
+
+
+def test_a_failure_on_the_second_host_is_reported_per_host_and_converged_by_the_rerun(
+    production_v1, testinfra_host, root_host
+):
+    """Host 2 of 2 refuses the change (its /opt/cerniq not writable by deploy: a host set up
+    by hand): host 1 is on the new version, host 2 still on the old one, the failure says so
+    for every host, each host's files match what its containers run, and the same deploy
+    re-run once the host is fixed converges both, verify green; 0 failed requests."""
+    images.publish_app(production_v1.registry(), "cerniq", "v1.3.0")
+    app2 = root_host("prod-app2")
+    owner = app2.check_output("stat -c '%U:%G %a' /opt/cerniq").split()
+    args = ("deploy", "--env", "production", "--version", "v1.3.0", *SKIP_CI, *CONFIRM)
+    with Load(app_urls(), workers=4) as load:
+        load.wait_for_requests(200)
+        try:
+            app2.check_output("chown root:root /opt/cerniq && chmod 755 /opt/cerniq")
+            failed = invoke(*args)
+        finally:
+            app2.check_output(f"chown {owner[0]} /opt/cerniq && chmod {owner[1]} /opt/cerniq")
+        load.wait_for_requests(load.result.total + 200)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "failed at step 'rolling_update'" in failed.stderr
+        assert "prod-app2" in failed.stderr.split("failed at step")[1].split("hosts:")[0]
+        assert "hosts: prod-app1 runs v1.3.0; prod-app2 runs v1.1.0" in failed.stderr
+        for name, version in (("prod-app1", "v1.3.0"), ("prod-app2", "v1.1.0")):
+            host = testinfra_host(name)
+            assert host.file("/opt/cerniq/current-version").content_string.strip() == version
+            compose = host.file("/opt/cerniq/docker-compose.yml").content_string
+            other = "v1.1.0" if version == "v1.3.0" else "v1.3.0"
+            assert f"api:{version}" in compose and f"api:{other}" not in compose, compose
+            running = host.check_output(
+                "docker ps --filter label=com.docker.compose.project=cerniq --format '{{.Image}}'"
+            ).split()
+            assert sorted(running) == sorted(prod().image(svc, version) for svc in prod().services)
+        rerun = invoke(*args)
+        load.wait_for_requests(load.result.total + 200)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert load.result.failed == 0, load.result.failures[:5]
+    for name in ("prod-app1", "prod-app2"):
+        marker = testinfra_host(name).file("/opt/cerniq/current-version")
+        assert marker.content_string.strip() == "v1.3.0"
+    assert_verified("production")

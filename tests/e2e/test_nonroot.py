@@ -4,7 +4,10 @@ sudo rule with the line that fixes it. Root is used here only to break a host on
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import socket
 import urllib.parse
 from pathlib import Path
@@ -199,3 +202,83 @@ def test_doctor_reports_a_missing_sudo_rule_with_the_fix(deployed, root_host):
     assert audit.returncode == 1 and f"`{rule}`" in audit.stdout
     again = invoke("doctor", "--env", "staging")
     assert again.returncode == 0, again.stdout
+
+
+# -- migrations as deploy: the lock, the pre-migration backup (last: they add a migration) ----
+MIGRATION_0410 = '''"""Add tenants.note (a migration released after the version staging runs)."""
+
+
+def up(db):
+    db.execute("ALTER TABLE tenants ADD COLUMN note text")
+
+
+def down(db):
+    db.execute("ALTER TABLE tenants DROP COLUMN note")
+'''
+
+
+@pytest.fixture(scope="module")
+def one_more_migration(deployed, tmp_path_factory) -> Path:
+    """The project's migrations and 0410 beside them, in a folder of their own."""
+    folder = tmp_path_factory.mktemp("migrations")
+    for path in sorted(settings.PROJECT_DIR.joinpath("migrations").glob("*.py")):
+        shutil.copy(path, folder)
+    (folder / "0410_add_tenants_note.py").write_text(MIGRATION_0410)
+    return folder
+
+
+def test_db_migrate_and_rollback_wait_for_the_deploy_lock_of_their_env(one_more_migration):
+    """A deploy killed while holding the lock: db.migrate and db.rollback refuse (exit 3, the
+    holder named) and change nothing; after `lock.release` they run, and release it."""
+    from tests.support import interrupt
+
+    killed = interrupt.kill_after(("deploy", "--env", "staging", "--version", "v1.0.0",
+                                   *SKIP_CI), r"\] pre_deployment_checks")  # fmt: skip
+    assert killed.seen and not killed.ended, killed.output
+    folder = ("--migrations-dir", str(one_more_migration), "--lock-wait", "0")
+    for task in ("db.migrate", "db.rollback"):
+        r = invoke(task, "--env", "staging", *folder, *(("--steps", "1") * (task == "db.rollback")))
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert "deploy lock on staging held by " in r.stderr, r.stderr
+        assert "(v1.0.0: deploy), pid " in r.stderr and "(the run died)" in r.stderr, r.stderr
+    status = invoke("db.status", "--env", "staging", "--migrations-dir", str(one_more_migration))
+    assert re.search(r"^0410\s+add_tenants_note\s+pending$", status.stdout, re.M), status.stdout
+    released = invoke("lock.release", "--env", "staging", "--confirm", "RELEASE staging")
+    assert released.returncode == 0 and "released: " in released.stdout, released.stdout
+    r = invoke("db.migrate", "--env", "staging", *folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "add_tenants_note" in r.stdout
+    r = invoke("db.rollback", "--env", "staging", "--steps", "1", *folder)
+    assert r.returncode == 0, r.stdout + r.stderr
+    held = invoke("lock.status", "--env", "staging")
+    assert held.returncode == 0 and "no deploy lock on staging" in held.stdout, held.stdout
+
+
+def test_a_converged_deploy_with_a_pending_migration_takes_a_verified_backup_first(
+    one_more_migration, testinfra_host
+):
+    """Staging already runs v1.0.0: the deploy has nothing to roll, yet 0410 is pending, so it
+    takes the pre-migration backup, verifies it, then migrates; verify stays green."""
+    s = staging()
+    db = testinfra_host("staging-db")
+    before = set(db.check_output(f"ls {s.backup_dir}").split())
+    r = invoke("deploy", "--env", "staging", "--version", "v1.0.0", *SKIP_CI,
+               env={"CERNIQ_OVERRIDE_MIGRATIONS_DIR": str(one_more_migration)})  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    backup = next(i for i, ln in enumerate(lines) if "] create_backup" in ln)
+    migrate = next(i for i, ln in enumerate(lines) if "] run_migrations" in ln)
+    assert backup < migrate
+    taken = "\n".join(lines[backup:migrate])
+    assert "-staging-pre-migration" in taken and "verified" in taken, taken
+    assert "add_tenants_note" in "\n".join(lines[migrate:]), r.stdout
+    new = set(db.check_output(f"ls {s.backup_dir}").split()) - before
+    taken_id = next(n for n in new if n.endswith("-staging-pre-migration.manifest.json"))
+    verification = db.file(f"{s.backup_dir}/{taken_id.removesuffix('.manifest.json')}.verify.json")
+    assert json.loads(verification.content_string)["ok"] is True
+    status = invoke("db.status", "--env", "staging", "--migrations-dir", str(one_more_migration))
+    assert status.returncode == 0, status.stdout
+    assert re.search(r"^0410\s+add_tenants_note\s+applied", status.stdout, re.M), status.stdout
+    r = invoke("verify", "--env", "staging",
+               env={"CERNIQ_OVERRIDE_MIGRATIONS_DIR": str(one_more_migration)})  # fmt: skip
+    assert r.returncode == 0, r.stdout

@@ -167,40 +167,6 @@ def test_stale_lock_is_caught_and_named(deployed, testinfra_host):
         run_on(app1, f"rm -f {ROOT}/deploy.lock")
 
 
-def test_a_restore_killed_after_its_swap_is_caught_then_finished_by_its_rerun(
-    deployed, testinfra_host
-):
-    from cerniq_ops import backup
-    from tests.support import interrupt
-
-    made = backup.create(Context(settings.load("production"), "backup.create", progress=QUIET))
-    backup_id = made.facts["backup"]["id"]
-    restore = (
-        "backup.restore",
-        backup_id,
-        "--env",
-        "production",
-        "--confirm",
-        "RESTORE production",
-    )
-    killed = interrupt.kill_after(restore, r"\] check_app_on_restored")
-    assert killed.seen and not killed.ended, killed.output
-    r = invoke("verify", "--env", "production", "--host", "prod-db")
-    assert r.returncode == 1, r.stdout
-    line = fail_line(r.stdout, "prod-db", "restore_state")
-    assert f"on prod-db was swapped to backup {backup_id} by a restore that died" in line
-    released = invoke("lock.release", "--env", "production", "--confirm", "RELEASE production")
-    assert released.returncode == 0, released.stdout + released.stderr
-    again = invoke(*restore)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "by a run that died before confirming it" in again.stdout
-    r = invoke("verify", "--env", "production")
-    assert r.returncode == 0, r.stdout
-    assert any(
-        line.split()[:3] == ["PASS", "prod-db", "restore_state"] for line in r.stdout.splitlines()
-    )
-
-
 def test_old_backup_is_caught_and_named(deployed, testinfra_host):
     s = settings.load("production")
     db = testinfra_host("prod-db")

@@ -698,7 +698,15 @@ def test_a_restore_that_died_after_its_swap_or_before_it_fails_verify():
     ]
     assert ac.restore_problems([Database("postgres", True)], "cerniq", "staging", prefix, "h")[
         0
-    ] == ["database cerniq does not exist on h"]
+    ] == [
+        "database cerniq does not exist on h; rename the data to serve back by hand "
+        "(docs/runbooks/backups.md, 'The live database is missing')"
+    ]
+    assert ac.restore_problems(dbs[1:2], "cerniq", "production", prefix, "prod-db")[0][0] == (
+        "database cerniq does not exist on prod-db (restores kept: "
+        f"{dbs[1].name}); rename the data to serve back by hand "
+        "(docs/runbooks/backups.md, 'The live database is missing')"
+    )
     assert ac.restore_problems(dbs[:1], "cerniq", "production", prefix, "prod-db") == (
         [],
         "cerniq live",
