@@ -182,3 +182,46 @@ def make_sample_app(
     commit(root, "chore: initial sample app")
     git(root, "checkout", "-q", "-b", "develop")
     return root
+
+
+PACKAGE_LOCK = {
+    "name": "cerniq-app-sample",
+    "version": "1.0.0",
+    "lockfileVersion": 3,
+    "requires": True,
+    "packages": {"": {"name": "cerniq-app-sample", "version": "1.0.0"}},
+}
+
+# Conventional commits on develop since v1.0.0: what release.start's CHANGELOG section lists.
+DEVELOP_COMMITS = (
+    ("packages/api/src/score.js", "feat(api): lead scoring (#12)", ""),
+    ("packages/api/src/email.js", "fix: null emails no longer crash the import (#13)", ""),
+    ("docs/scoring.md", "docs: scoring guide", ""),
+    (
+        "packages/api/src/v1.js",
+        "refactor(api)!: drop the v1 endpoints (#14)",
+        "BREAKING CHANGE: /v1 is gone; clients use /v2",
+    ),
+)
+
+
+def make_released_app(where: Path, *, commits=DEVELOP_COMMITS) -> tuple[Path, Path]:
+    """A bare `origin` (WHERE/origin.git) and a checkout (WHERE/app) as the app has them after
+    its first release: main tagged v1.0.0 (annotated), develop ahead of it by COMMITS, both
+    pushed, develop checked out; package.json and package-lock.json at 1.0.0."""
+    origin = where / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    root = make_sample_app(where)
+    write(root, {"package-lock.json": json.dumps(PACKAGE_LOCK, indent=2) + "\n"})
+    commit(root, "chore: lock file")
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "--ff-only", "develop")
+    git(root, "tag", "-a", "v1.0.0", "-m", "Release v1.0.0")
+    git(root, "checkout", "-q", "develop")
+    for path, subject, body in commits:
+        write(root, {path: f"// {subject}\n"})
+        commit(root, f"{subject}\n\n{body}" if body else subject)
+    git(root, "remote", "add", "origin", str(origin))
+    git(root, "push", "-q", "origin", "main", "develop", "--tags")
+    git(root, "branch", "-q", "--set-upstream-to", "origin/develop", "develop")
+    return origin, root
