@@ -729,6 +729,15 @@ def signoff(ctx: Context, item: str, by: str, note: str) -> str:
 
 
 # -- release.finish ----------------------------------------------------------------------------
+def confirm_production(ctx: Context, what: str) -> None:
+    """The typed confirmation deploy asks for, asked before anything changes."""
+    s = ctx.settings
+    if s.confirm_phrase and not ctx.dry_run:
+        from cerniq_ops.confirm import require
+
+        require(s.confirm_phrase, ctx.options.get("confirm"), f"{s.env.upper()} {what}")
+
+
 @step(offline=True)
 def validate_finish(ctx: Context) -> str:
     root = _root(ctx)
@@ -737,12 +746,13 @@ def validate_finish(ctx: Context) -> str:
     app_repo.fetch(root)
     version = find_release(root, ctx.options.get("version"))
     ctx.version = tag_name(version)
-    ctx.facts["version"] = version
-    s = ctx.settings
-    if s.confirm_phrase and not ctx.dry_run:
-        from cerniq_ops.confirm import require
-
-        require(s.confirm_phrase, ctx.options.get("confirm"), f"{s.env.upper()} RELEASE")
+    ctx.facts.update(
+        version=version,
+        branch=branch_name(version),
+        tag=tag_name(version),
+        tag_message=f"Release {tag_name(version)}",
+    )
+    confirm_production(ctx, "RELEASE")
     return f"open release {tag_name(version)} ({branch_name(version)})"
 
 
@@ -762,8 +772,7 @@ def release_gates(ctx: Context) -> str:
 
 @step()
 def merge_to_main(ctx: Context) -> str:
-    root, v, head = _root(ctx), ctx.facts["version"], ctx.facts["head"]
-    branch = branch_name(v)
+    root, branch, head = _root(ctx), ctx.facts["branch"], ctx.facts["head"]
     if app_repo.is_ancestor(root, head, "origin/main"):
         return f"{branch} already merged into origin/main"
     if app_repo.rev(root, "main") and app_repo.is_ancestor(root, head, "main"):
@@ -787,9 +796,9 @@ def merge_commit(root: Path, head: str) -> str | None:
 
 @step()
 def tag_release(ctx: Context) -> str:
-    root, tag = _root(ctx), tag_name(ctx.facts["version"])
+    root, tag = _root(ctx), ctx.facts["tag"]
     if ctx.dry_run:
-        _did(ctx, f"git tag -a {tag} -m 'Release {tag}' <merge commit on main>")
+        _did(ctx, f"git tag -a {tag} -m '{ctx.facts['tag_message']}' <merge commit on main>")
         _did(ctx, f"git push origin refs/tags/{tag}")
         return f"would tag {tag}"
     on_origin = app_repo.remote_tag(root, tag)
@@ -801,7 +810,7 @@ def tag_release(ctx: Context) -> str:
         raise StepFailed(f"no merge commit of {ctx.facts['head'][:10]} on origin/main to tag")
     local = app_repo.tag_object(root, tag)
     if local is None:
-        _run_git(ctx, "tag", "-a", tag, "-m", f"Release {tag}", target)
+        _run_git(ctx, "tag", "-a", tag, "-m", ctx.facts["tag_message"], target)
     elif local[1] != target:
         raise StepFailed(
             f"local tag {tag} points at {local[1][:10]}, not {target[:10]}; "
@@ -819,7 +828,7 @@ def wait_for_images(ctx: Context) -> str:
     """The app's CI builds and pushes the tag's images; deploy needs every service's."""
     from cerniq_ops.deploy import registry_for
 
-    s, tag = ctx.settings, tag_name(ctx.facts["version"])
+    s, tag = ctx.settings, ctx.facts["tag"]
     wait = float(ctx.options.get("image_wait") or 1800)
     if ctx.dry_run:
         return f"would wait up to {wait:.0f}s for {tag} of {', '.join(s.services)} in {s.registry}"
@@ -841,7 +850,7 @@ def deploy_production(ctx: Context) -> str:
     """The deploy procedure (seed 7.2: backup, migrations, rolling replace, smoke, health)."""
     from cerniq_ops.deploy import DEPLOY, deploy
 
-    tag = tag_name(ctx.facts["version"])
+    tag = ctx.facts["tag"]
     changes = change_list(ctx.facts.get("section") or "")
     if ctx.dry_run:
         _did(
@@ -852,7 +861,7 @@ def deploy_production(ctx: Context) -> str:
         ctx.settings,
         "deploy",
         version=tag,
-        message=f"release {tag}",
+        message=ctx.facts.get("deploy_message") or f"release {tag}",
         options={"confirm": ctx.options.get("confirm"), "changes": changes},
         progress=lambda line: ctx.progress(f"      {line}"),
         lock_wait=ctx.lock_wait,
@@ -866,7 +875,7 @@ def deploy_production(ctx: Context) -> str:
 
 @step()
 def merge_back_to_develop(ctx: Context) -> str:
-    root, tag = _root(ctx), tag_name(ctx.facts["version"])
+    root, tag = _root(ctx), ctx.facts["tag"]
     app_repo.git_step(root, "fetch", "--quiet", "origin")
     target = ctx.facts.get("tag_commit") or app_repo.remote_tag(root, tag) or "origin/main"
     if not ctx.dry_run and app_repo.is_ancestor(root, target, "origin/develop"):
@@ -887,7 +896,7 @@ def merge_back_to_develop(ctx: Context) -> str:
 
 @step()
 def publish_release(ctx: Context) -> str:
-    tag = tag_name(ctx.facts["version"])
+    tag = ctx.facts["tag"]
     api, repo, token = _gh(ctx)
     if ctx.dry_run:
         _did(ctx, f"GitHub: publish release {tag} with the CHANGELOG section")
@@ -902,7 +911,7 @@ def publish_release(ctx: Context) -> str:
 
 @step()
 def announce_release(ctx: Context) -> str:
-    s, tag = ctx.settings, tag_name(ctx.facts["version"])
+    s, tag = ctx.settings, ctx.facts["tag"]
     changes = change_list(ctx.facts.get("section") or "")
     if ctx.dry_run:
         _did(ctx, f"Slack: deployment announcement of {tag} ({len(changes)} change(s))")
@@ -920,7 +929,7 @@ def announce_release(ctx: Context) -> str:
 
 @step()
 def close_release_branch(ctx: Context) -> str:
-    root, branch = _root(ctx), branch_name(ctx.facts["version"])
+    root, branch = _root(ctx), ctx.facts["branch"]
     if not ctx.dry_run and app_repo.rev(root, f"origin/{branch}") is None:
         return f"{branch} already deleted"
     _run_git(ctx, "push", "--quiet", "origin", "--delete", branch)

@@ -1,0 +1,102 @@
+# ruff: noqa: F811 - the fixtures app and gh come from test_release_tasks
+"""`invoke hotfix.*` without the testbed: a real origin + checkout, the GitHub and Slack
+stand-ins. finish's deploy, post-mortem and SLA report: tests/e2e/test_release.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.test_release_tasks import app, gh, refs  # noqa: F401 - fixtures
+from tests.support.cli import invoke
+from tests.support.sample_app import git
+
+pytest_plugins = ["pg_fixtures"]
+pytestmark = pytest.mark.integration
+START = (
+    "hotfix.start",
+    "CERN-123",
+    "--category",
+    "security",
+    "--description",
+    "Login bypass",
+    "--now",
+    "2026-12-02T10:00:00Z",
+)
+
+
+def test_start_branches_from_main_records_the_sla_opens_the_pr_and_notifies(app, gh, slack):
+    origin, root, _ = app
+    r = invoke(*START)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == (
+        "== hotfix started: CERN-123 v1.0.1 (CRITICAL); security: 0h00m since start; "
+        "2h00m left to fix, 4h00m left to deploy"
+    )
+    branch = "origin/hotfix/CERN-123-login-bypass"
+    assert (
+        git(root, "merge-base", branch, "origin/main").strip()
+        == git(root, "rev-parse", "origin/main").strip()
+    )
+    assert git(root, "rev-list", "--count", f"origin/main..{branch}").strip() == "1"
+    record = json.loads(git(root, "show", f"{branch}:.cerniq/hotfixes/CERN-123.json"))
+    assert (record["category"], record["priority"], record["started_at"], record["version"]) == (
+        "security",
+        "CRITICAL",
+        "2026-12-02T10:00:00Z",
+        "1.0.1",
+    )
+    assert json.loads(git(root, "show", f"{branch}:package.json"))["version"] == "1.0.1"
+    pr = gh.pull_json(1)
+    assert (pr["head"]["ref"], pr["base"]["ref"]) == ("hotfix/CERN-123-login-bypass", "main")
+    assert [u["login"] for u in pr["requested_reviewers"]] == ["ana-cerniq", "bogdan-cerniq"]
+    assert slack.texts() == [":x: Hotfix CERN-123 started (CRITICAL)"]
+    before = refs(origin)
+    again = invoke(*START)
+    assert again.returncode == 0 and "already on origin: continuing it" in again.stdout
+    assert refs(origin) == before and sorted(gh.pulls) == [1]
+
+
+def test_status_shows_the_checklist_and_the_sla_left(app, gh, slack):
+    origin, root, _ = app
+    assert invoke(*START).returncode == 0
+    r = invoke("hotfix.status", "--now", "2026-12-02T13:15:00Z", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["sla"]["line"] == (
+        "security: 3h15m since start; -1h15m left to fix, 0h45m left to deploy"
+    )
+    items = {i["key"]: i for i in out["items"]}
+    assert items["from-main"]["state"] == "ok"
+    assert items["pr"]["evidence"] == "PR #1"
+    assert items["reviewers"]["evidence"] == "2 of 2"
+    assert items["test"]["state"] == "missing"
+    assert items["approvals"]["evidence"] == "0 of 2 approval(s) on PR #1"
+
+
+def test_finish_refuses_without_ci_and_two_approvals_for_security(app, gh, slack):
+    origin, root, _ = app
+    assert invoke(*START).returncode == 0
+    gh.add_review(1, "ana-cerniq", "APPROVED", "2026-12-02T10:30:00Z")
+    gh.set_check("hotfix/CERN-123-login-bypass", "success")
+    before = refs(origin)
+    r = invoke("hotfix.finish", "--confirm", "DEPLOY PRODUCTION")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: hotfix CERN-123 is not ready, nothing was changed: Minimum approvals "
+        "(1 of 2 approval(s) on PR #1 (ana-cerniq)); see `invoke hotfix.status`"
+    ]
+    assert refs(origin) == before
+
+
+def test_hotfix_bad_input_is_one_line_and_nothing_connects(app, gh):
+    origin, _, _ = app
+    r = invoke("hotfix.start", "CERN-12;rm", "--category", "security", "--description", "x")
+    assert (r.returncode, r.stderr.strip()) == (
+        2,
+        "error: invalid ticket 'CERN-12;rm': expected CERN-<number>, e.g. CERN-123",
+    )
+    r = invoke("hotfix.start", "CERN-1", "--category", "urgent", "--description", "x")
+    assert r.returncode == 2 and r.stderr.startswith("error: invalid --category 'urgent'")
+    assert gh.requests == [] and git(origin, "branch", "--list", "hotfix/*") == ""
