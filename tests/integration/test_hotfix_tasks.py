@@ -100,3 +100,76 @@ def test_hotfix_bad_input_is_one_line_and_nothing_connects(app, gh):
     r = invoke("hotfix.start", "CERN-1", "--category", "urgent", "--description", "x")
     assert r.returncode == 2 and r.stderr.startswith("error: invalid --category 'urgent'")
     assert gh.requests == [] and git(origin, "branch", "--list", "hotfix/*") == ""
+
+
+def test_finish_tags_the_patch_deploys_opens_the_post_mortem_and_reports_the_sla(
+    app, gh, slack, monkeypatch
+):
+    """In process, hosts faked (the post-mortem record lands on the fake primary); deploy
+    stands in (tests/e2e/test_release.py runs it for real)."""
+    from contextlib import contextmanager
+    from datetime import UTC, datetime
+
+    from cerniq_ops import deploy, hosts, hotfix
+    from cerniq_ops.procedure import run
+    from tasks.release import _context
+    from tests.integration.test_release_tasks import _State
+
+    origin, root, _ = app
+    assert invoke(*START).returncode == 0
+    branch = "hotfix/CERN-123-login-bypass"
+    git(root, "checkout", "-q", branch)
+    (root / "test/unit/login.test.js").write_text("// reproduces CERN-123\n")
+    (root / "packages/api/src/auth.js").write_text("// fixed\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "fix(auth): CERN-123 login bypass")
+    git(root, "push", "-q", "origin", branch)
+    git(root, "checkout", "-q", "develop")
+    gh.set_check(branch, "success")
+    gh.add_review(1, "ana-cerniq", "APPROVED", "2026-12-02T10:30:00Z")
+    gh.add_review(1, "bogdan-cerniq", "APPROVED", "2026-12-02T10:40:00Z")
+    state = _State()
+
+    @contextmanager
+    def session(*_args, **_kwargs):
+        yield state
+
+    monkeypatch.setattr(hosts, "session", session)
+    monkeypatch.setattr(
+        deploy,
+        "registry_for",
+        lambda s: type("R", (), {"has_manifest": lambda self, repo, tag: True})(),
+    )
+    deploys = []
+
+    class Done:
+        facts = {"backup": "20261202-110000"}
+
+        def to_dict(self):
+            return {"ok": True}
+
+    monkeypatch.setattr(deploy, "deploy", lambda ctx: deploys.append(ctx.version) or Done())
+    ctx = _context("hotfix.finish", None, False, confirm="DEPLOY PRODUCTION", image_wait=5)
+    ctx.options["now"] = datetime(2026, 12, 2, 12, 30, tzinfo=UTC)
+    report = run(hotfix.FINISH, ctx)
+    assert report.ok and deploys == ["v1.0.1"]
+    assert git(origin, "cat-file", "-t", "v1.0.1").strip() == "tag"
+    assert git(origin, "tag", "-l", "--format=%(contents:subject)", "v1.0.1").strip() == (
+        "Hotfix: Login bypass"
+    )
+    assert git(origin, "merge-base", "--is-ancestor", "v1.0.1", "develop") == ""
+    assert json.loads(git(origin, "show", "develop:package.json"))["version"] == "1.0.1"
+    assert ctx.facts["sla"]["report"] == (
+        "time to production 2h30m against the security SLA of 4h00m: met (1h30m to spare)"
+    )
+    doc = ctx.facts["post_mortem"]
+    assert (doc["type"], doc["post_mortem_due"]) == ("post-mortem", "2026-12-03T12:30:00Z")
+    uploaded = {p: v for p, v in state.hosts["prod-app1"].files.items() if "/incidents/" in p}
+    [saved] = [json.loads(v) for v in uploaded.values()]
+    assert saved["id"] == doc["id"] and saved["hotfix"] == {
+        "ticket": "CERN-123",
+        "version": "1.0.1",
+    }
+    assert [r["tag_name"] for r in gh.releases] == ["v1.0.1"]
+    assert git(origin, "branch", "--list", "hotfix/*") == ""
+    assert "met (1h30m to spare)" in slack.posts[-1]["blocks"][-1]["text"]["text"]

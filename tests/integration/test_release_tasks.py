@@ -39,7 +39,8 @@ def app(tmp_path, make_db, monkeypatch):
         (tb / "inventories").mkdir(parents=True, exist_ok=True)
         (tb / "group_data").mkdir(parents=True, exist_ok=True)
         host = (ADMIN["host"], {"db_primary": True, "db_port": ADMIN["port"]})
-        (tb / "inventories" / f"{env}.py").write_text(f"db_servers = [{host!r}]\n")
+        apps = "app_servers = [('prod-app1', {})]\n" if env == "production" else ""
+        (tb / "inventories" / f"{env}.py").write_text(f"{apps}db_servers = [{host!r}]\n")
         (tb / "group_data" / f"{env}.py").write_text(
             f"db_name = {db['dbname']!r}\ndb_user = {ADMIN['user']!r}\n"
         )
@@ -262,3 +263,100 @@ def test_bad_input_is_one_line_exit_2_and_nothing_connects(app, gh):
     assert dirty.returncode == 2
     assert dirty.stderr.strip().startswith("error: ") and "uncommitted changes" in dirty.stderr
     assert refs(origin) == before and gh.requests == []
+
+
+class _State:
+    """What the runner needs of a pyinfra session: hosts by name (fake ones: audit lines)."""
+
+    def __init__(self):
+        from tests.support.fakehost import FakeHost
+
+        self.hosts: dict = {}
+        self.inventory = self
+        self._fake = FakeHost
+
+    def get_host(self, name):
+        return self.hosts.setdefault(name, self._fake(name))
+
+
+def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags_twice(
+    app, gh, slack, monkeypatch
+):
+    """In process, hosts faked: the git and GitHub steps for real; deploy stands in (it is
+    covered by tests/e2e/test_release.py). The first run fails at the deploy, after the tag;
+    the re-run continues and makes no second merge or tag."""
+    from contextlib import contextmanager
+
+    from cerniq_ops import deploy, hosts
+    from cerniq_ops.errors import StepFailed
+    from cerniq_ops.procedure import run
+    from tasks.release import _context
+
+    origin, root, _ = app
+    assert invoke("release.start", "--bump", "minor").returncode == 0
+    make_ready(origin, root, gh)
+    state = _State()
+
+    @contextmanager
+    def session(*_args, **_kwargs):
+        yield state
+
+    monkeypatch.setattr(hosts, "session", session)
+    published = iter([False, True])  # the tag's images appear while finish waits
+    monkeypatch.setattr(
+        deploy,
+        "registry_for",
+        lambda s: type("R", (), {"has_manifest": lambda self, repo, tag: next(published, True)})(),
+    )
+    deploys = []
+
+    class Done:
+        facts = {"backup": "20261201-100000"}
+
+        def to_dict(self):
+            return {"ok": True}
+
+    def fake_deploy(ctx):
+        deploys.append((ctx.version, ctx.options["changes"], ctx.message))
+        if len(deploys) == 1:
+            raise StepFailed("deploy to production failed at step 'rolling_update': boom")
+        return Done()
+
+    monkeypatch.setattr(deploy, "deploy", fake_deploy)
+
+    def finish():
+        ctx = _context("release.finish", None, False, confirm="DEPLOY PRODUCTION", image_wait=5)
+        return ctx, run(release.FINISH, ctx, on_failure=(release.notify_failure,))
+
+    with pytest.raises(StepFailed, match="failed at step 'deploy_production'"):
+        finish()
+    tag_sha = git(origin, "rev-parse", "v1.1.0^{commit}").strip()
+    assert git(origin, "cat-file", "-t", "v1.1.0").strip() == "tag"  # annotated
+    assert gh.releases == [] and any("FAILED at deploy_production" in t for t in slack.texts())
+
+    ctx, report = finish()
+    assert report.ok
+    assert "already merged into origin/main" in report.steps[2].detail
+    assert report.steps[3].detail.startswith("v1.1.0 already on origin")
+    assert git(origin, "rev-parse", "v1.1.0^{commit}").strip() == tag_sha
+    assert git(origin, "tag", "--list").split() == ["v1.0.0", "v1.1.0"]
+    merges = git(origin, "log", "--merges", "--format=%s", "main").splitlines()
+    assert merges == ["Merge branch 'release/v1.1.0'"]
+    assert git(origin, "merge-base", "--is-ancestor", "v1.1.0", "develop") == ""
+    assert git(origin, "branch", "--list", "release/*") == ""
+    assert [d[0] for d in deploys] == ["v1.1.0", "v1.1.0"]
+    assert any(c.startswith("api: lead scoring (#12) (") for c in deploys[1][1])
+    assert deploys[1][2] == "release v1.1.0"
+    [rel] = gh.releases
+    assert (rel["tag_name"], rel["name"]) == ("v1.1.0", "v1.1.0")
+    assert rel["body"].startswith("### Breaking changes")
+    announcement = slack.posts[-1]
+    assert announcement["text"] == ":white_check_mark: Release v1.1.0 deployed to production"
+    body = announcement["blocks"][-1]["text"]["text"]
+    assert "**Deployment:** v1.1.0\n**Environment:** Production" in body
+    assert "- api: lead scoring (#12) (" in body
+    audited = [c for h in state.hosts.values() for c in h.commands if "audit.log" in c]
+    assert any("merge_to_main" in c for c in audited)
+
+    third = invoke("release.status")
+    assert third.returncode == 2 and "no open release" in third.stderr
