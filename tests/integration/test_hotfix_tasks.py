@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from tests.integration.test_release_tasks import app, gh, refs  # noqa: F401 - fixtures
+from tests.integration.test_release_tasks import app, gh  # noqa: F401 - fixtures
 from tests.support.cli import invoke
-from tests.support.sample_app import git
+from tests.support.sample_app import git, refs
 
 pytest_plugins = ["pg_fixtures"]
 pytestmark = pytest.mark.integration

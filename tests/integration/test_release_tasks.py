@@ -16,7 +16,7 @@ from cerniq_ops import release
 from migrations_runner import migrate
 from tests.support.cli import invoke
 from tests.support.github_prs import GitHubPulls
-from tests.support.sample_app import git, make_released_app
+from tests.support.sample_app import git, make_ready, make_released_app, refs
 
 pytest_plugins = ["pg_fixtures"]
 pytestmark = pytest.mark.integration
@@ -61,36 +61,10 @@ def gh(app, monkeypatch):
     server.close()
 
 
-def refs(origin: Path) -> str:
-    return git(origin, "for-each-ref", "--format=%(objectname) %(refname)")
-
-
 def status(*args) -> dict:
     r = invoke("release.status", "--json", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     return {i["key"]: i for i in json.loads(r.stdout)["items"]}
-
-
-def make_ready(origin: Path, root: Path, gh: GitHubPulls, *, skip: str = "") -> None:
-    """Everything release.finish gates on, except SKIP: sign-offs committed on the release
-    branch, CI green on its head, the tech lead and QA lead approving the PR."""
-    branch = "release/v1.1.0"
-    git(root, "checkout", "-q", branch)
-    text = None
-    for item in ("prs-merged", "docs", "rollback-plan"):
-        if item != skip:
-            text = release.add_signoff(text, "1.1.0", item, "ana", "2026-12-01T09:00:00Z", "ok")
-    if text:
-        (root / ".cerniq/releases").mkdir(parents=True, exist_ok=True)
-        (root / release.signoff_path("1.1.0")).write_text(text)
-        git(root, "add", "-A")
-        git(root, "commit", "-q", "-m", "chore(release): sign-offs")
-        git(root, "push", "-q", "origin", branch)
-    git(root, "checkout", "-q", "develop")
-    gh.set_check(branch, "failure" if skip == "ci" else "success")
-    for login, role in (("ana-cerniq", "tech-lead"), ("dan-cerniq", "qa-lead")):
-        if role != skip:
-            gh.add_review(1, login, "APPROVED", "2026-12-01T11:00:00Z")
 
 
 def test_start_branches_bumps_writes_the_changelog_pushes_and_opens_the_pr(app, gh):
