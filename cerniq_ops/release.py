@@ -627,9 +627,14 @@ def pr_body(version: str, section: str) -> str:
 
 @step(offline=True)
 def back_to_develop(ctx: Context) -> str:
-    """Leave the checkout where it was: on develop (the release branch stays on origin)."""
-    if app_repo.rev(_root(ctx), "develop"):
-        _run_git(ctx, "checkout", "--quiet", "develop")
+    """Leave the checkout on develop, fast-forwarded to origin (the new branch is on origin)."""
+    root = _root(ctx)
+    if app_repo.rev(root, "develop") is None:
+        return "no local develop"
+    _run_git(ctx, "checkout", "--quiet", "develop")
+    behind = app_repo.rev(root, "develop") != app_repo.rev(root, "origin/develop")
+    if not ctx.dry_run and behind and app_repo.is_ancestor(root, "develop", "origin/develop"):
+        _run_git(ctx, "merge", "--quiet", "--ff-only", "origin/develop")
     return "checkout back on develop"
 
 

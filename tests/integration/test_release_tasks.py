@@ -219,6 +219,26 @@ def test_finish_dry_run_lists_every_action_and_connects_nowhere(app, gh):
     assert refs(origin) == before and gh.releases == []
 
 
+def test_start_dry_run_lists_the_git_and_github_actions_and_changes_nothing(app, gh):
+    origin, root, _ = app
+    before = refs(origin)
+    r = invoke("release.start", "--bump", "major", "--dry-run", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    actions = json.loads(r.stdout)["facts"]["actions"]
+    assert actions[0].startswith("git checkout --quiet -b release/v2.0.0 ")
+    assert "write package.json version 2.0.0" in actions
+    assert "write package-lock.json version 2.0.0" in actions
+    assert "write CHANGELOG.md section 2.0.0 (3 change(s))" in actions
+    assert "git push --quiet --set-upstream origin release/v2.0.0" in actions
+    assert (
+        "GitHub: open PR release/v2.0.0 -> main, request ana-cerniq, dan-cerniq, elena-cerniq"
+        in actions
+    )
+    assert refs(origin) == before and gh.requests == []
+    assert git(root, "status", "--porcelain") == ""
+    assert git(root, "branch", "--list", "release/*") == ""
+
+
 def test_bad_input_is_one_line_exit_2_and_nothing_connects(app, gh):
     origin, root, _ = app
     before = refs(origin)
