@@ -88,6 +88,19 @@ def test_finish_refuses_without_ci_and_two_approvals_for_security(app, gh, slack
         "(1 of 2 approval(s) on PR #1 (ana-cerniq)); see `invoke hotfix.status`"
     ]
     assert refs(origin) == before
+    gh.add_review(1, "bogdan-cerniq", "APPROVED", "2026-12-02T10:45:00Z")
+    dry = invoke("hotfix.finish", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    report = json.loads(dry.stdout)
+    assert [s["name"] for s in report["steps"]][-3:] == [
+        "open_post_mortem",
+        "report_sla",
+        "close_release_branch",
+    ]
+    actions = report["facts"]["actions"]
+    assert "git tag -a v1.0.1 -m 'Hotfix: Login bypass' <merge commit on main>" in actions
+    assert "incident: post-mortem of CERN-123 due in 24 h" in actions
+    assert refs(origin) == before and gh.releases == []
 
 
 def test_hotfix_bad_input_is_one_line_and_nothing_connects(app, gh):
