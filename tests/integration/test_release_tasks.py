@@ -144,6 +144,13 @@ def test_status_shows_each_item_with_evidence_and_signoff_records_a_named_person
     assert items["tech-lead"]["evidence"] == "ana-cerniq approved PR #1"
     assert git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() == "develop"
 
+    text = invoke("release.status")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("release v1.1.0 (release/v1.1.0 at ")
+    assert any("Documentation updated" in line and " ok " in line for line in lines)
+    assert lines[-1] == "not ready: 4 pre-release/approval item(s) missing"
+
     bad = invoke("release.signoff", "docs", "--by", "zoe")
     assert (bad.returncode, bad.stderr.strip()) == (
         2,
@@ -354,3 +361,65 @@ def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags
 
     third = invoke("release.status")
     assert third.returncode == 2 and "no open release" in third.stderr
+
+
+def test_finish_after_a_run_killed_between_its_local_merge_tag_and_push_pushes_those(
+    app, gh, slack, monkeypatch
+):
+    """What a run killed after `git merge` and `git tag` but before their pushes leaves: the
+    re-run pushes that merge and that tag (said as repairs), and makes no second of either."""
+    from contextlib import contextmanager
+
+    from cerniq_ops import deploy, hosts
+    from cerniq_ops.procedure import run
+    from tasks.release import _context
+
+    origin, root, _ = app
+    assert invoke("release.start", "--bump", "minor").returncode == 0
+    make_ready(origin, root, gh)
+    git(root, "fetch", "-q", "origin")
+    git(root, "checkout", "-q", "-B", "main", "origin/main")
+    git(
+        root,
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "Merge branch 'release/v1.1.0'",
+        "origin/release/v1.1.0",
+    )
+    git(root, "tag", "-a", "v1.1.0", "-m", "Release v1.1.0")
+    local_tag = git(root, "rev-parse", "v1.1.0").strip()
+    git(root, "checkout", "-q", "develop")
+    assert git(origin, "tag", "--list", "v1.1.0") == ""
+    state = _State()
+
+    @contextmanager
+    def session(*_args, **_kwargs):
+        yield state
+
+    monkeypatch.setattr(hosts, "session", session)
+    monkeypatch.setattr(
+        deploy,
+        "registry_for",
+        lambda s: type("R", (), {"has_manifest": lambda self, repo, tag: True})(),
+    )
+
+    class Done:
+        facts: dict = {}
+
+        def to_dict(self):
+            return {"ok": True}
+
+    monkeypatch.setattr(deploy, "deploy", lambda ctx: Done())
+    ctx = _context("release.finish", None, False, confirm="DEPLOY PRODUCTION", image_wait=5)
+    report = run(release.FINISH, ctx)
+    assert report.ok
+    assert report.repairs == [
+        "release/v1.1.0 was merged into main here but not pushed: pushing it",
+        "v1.1.0 was tagged here but not pushed: pushing it",
+    ]
+    assert git(origin, "rev-parse", "v1.1.0").strip() == local_tag
+    assert git(origin, "log", "--merges", "--format=%s", "main").splitlines() == [
+        "Merge branch 'release/v1.1.0'"
+    ]
