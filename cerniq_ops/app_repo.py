@@ -75,3 +75,107 @@ def exists_at(root: Path, ref: str, path: str) -> bool:
         ["git", "-C", str(root), "cat-file", "-e", f"{ref}:{path}"], capture_output=True
     )
     return r.returncode == 0
+
+
+# -- git-flow steps (release.*, hotfix.*): reads that never fail, and idempotent writes --------
+def git_ok(root: Path, *args: str) -> bool:
+    """Whether `git ARGS` succeeds (a question asked of git, e.g. `merge-base --is-ancestor`)."""
+    r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def git_step(root: Path, *args: str) -> str:
+    """`git ARGS` as a procedure step: a failure is a StepFailed (the step failed, the runner's
+    hooks run), not a refusal."""
+    from cerniq_ops.errors import StepFailed
+
+    r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise StepFailed(f"git {' '.join(args)} failed in {root}: {r.stderr.strip()[:300]}")
+    return r.stdout
+
+
+def rev(root: Path, ref: str) -> str | None:
+    """The commit REF names, or None when it names nothing."""
+    r = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def is_ancestor(root: Path, ancestor: str, descendant: str) -> bool:
+    return git_ok(root, "merge-base", "--is-ancestor", ancestor, descendant)
+
+
+def current_branch(root: Path) -> str:
+    return git(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
+
+
+def dirty(root: Path) -> list[str]:
+    """Tracked files with uncommitted changes (untracked files do not block a release)."""
+    out = git(root, "status", "--porcelain", "--untracked-files=no")
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def fetch(root: Path, remote: str = "origin") -> None:
+    """`git fetch --prune --tags REMOTE`: BadInput when the remote cannot be reached."""
+    git(root, "fetch", "--quiet", "--prune", "--tags", remote)
+
+
+def remote_branches(root: Path, prefix: str, remote: str = "origin") -> list[str]:
+    """Branch names (without `REMOTE/`) on REMOTE starting with PREFIX, as last fetched."""
+    out = git(
+        root, "for-each-ref", "--format=%(refname:strip=3)", f"refs/remotes/{remote}/{prefix}"
+    )
+    return sorted(out.split())
+
+
+def tag_object(root: Path, tag: str) -> tuple[str, str] | None:
+    """(object type, commit) of TAG here, or None: 'tag' for an annotated one."""
+    kind = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "-t", f"refs/tags/{tag}"],
+        capture_output=True,
+        text=True,
+    )
+    if kind.returncode != 0:
+        return None
+    return kind.stdout.strip(), rev(root, f"refs/tags/{tag}") or ""
+
+
+def remote_tag(root: Path, tag: str, remote: str = "origin") -> str | None:
+    """The commit TAG points at on REMOTE (asked now, not from the last fetch), or None."""
+    out = git(root, "ls-remote", "--tags", remote, f"refs/tags/{tag}", f"refs/tags/{tag}^{{}}")
+    found = dict(reversed(line.split("\t")) for line in out.splitlines() if "\t" in line)
+    return found.get(f"refs/tags/{tag}^{{}}") or found.get(f"refs/tags/{tag}")
+
+
+def last_tag(root: Path, ref: str, pattern: str = "v[0-9]*") -> str | None:
+    """The newest tag matching PATTERN reachable from REF, or None (first release)."""
+    r = subprocess.run(
+        ["git", "-C", str(root), "describe", "--tags", "--abbrev=0", "--match", pattern, ref],
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def commits_between(root: Path, since: str | None, until: str) -> list[tuple[str, str, str]]:
+    """(sha, subject, body) of the commits in UNTIL not in SINCE, oldest first, merges left out."""
+    span = f"{since}..{until}" if since else until
+    out = git(root, "log", "--reverse", "--no-merges", "--format=%H%x1f%s%x1f%b%x1e", span)
+    rows = []
+    for record in out.split("\x1e"):
+        record = record.strip("\n")
+        if record:
+            sha, subject, body = (record.split("\x1f") + ["", ""])[:3]
+            rows.append((sha, subject, body.strip()))
+    return rows
+
+
+def show(root: Path, ref: str, path: str) -> str | None:
+    """PATH's content at REF, or None when it is not there."""
+    if not exists_at(root, ref, path):
+        return None
+    return git(root, "show", f"{ref}:{path}")

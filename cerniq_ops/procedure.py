@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -167,9 +167,11 @@ def run(
             ctx.progress(f"== {title}{' (dry run: nothing will change)' if ctx.dry_run else ''}")
             for s in offline:
                 do(s)
-            with hosts.session(ctx.settings) as state:
+            # a procedure of offline steps only (release.start: git and GitHub) connects nowhere
+            session = hosts.session(ctx.settings) if online else nullcontext()
+            with session as state:
                 ctx.state = state
-                if ctx.locking and not ctx.dry_run:
+                if ctx.locking and not ctx.dry_run and online:
                     _take_lock(ctx)
                 try:
                     for s in online:

@@ -21,6 +21,7 @@ NAMESPACES += ("review",)  # team procedures (issue 15), one line each
 NAMESPACES += ("oncall",)
 NAMESPACES += ("ci",)
 NAMESPACES += ("docs",)
+NAMESPACES += ("release", "hotfix")  # releases and hotfixes (issue 14)
 TOP_LEVEL = (
     ("demo", "demo"),
     ("deploy", "deploy"),

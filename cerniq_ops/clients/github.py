@@ -149,3 +149,130 @@ def set_status(
 def commit_date(api: str, repo: str, sha: str, token: str) -> str:
     """The committer date of SHA (ISO 8601): when a PR's head was pushed, near enough."""
     return _get_one(api, f"/repos/{repo}/commits/{sha}", token)["commit"]["committer"]["date"]
+
+
+# -- releases and hotfixes (release.*, hotfix.*): PRs opened, checks read, releases published --
+def _send(api: str, method: str, path: str, token: str, body: dict) -> requests.Response:
+    try:
+        return requests.request(
+            method, f"{api.rstrip('/')}{path}", json=body, headers=_headers(token), timeout=10.0
+        )
+    except requests.RequestException as exc:
+        raise StepFailed(f"GitHub API ({api}) unreachable or refused: {exc}") from exc
+
+
+def _refused(r: requests.Response, what: str) -> StepFailed:
+    try:
+        data = r.json()
+        errors = "; ".join(e.get("message") or e.get("code", "") for e in data.get("errors", []))
+        message = data.get("message", "") + (f" ({errors})" if errors else "")
+    except ValueError:
+        message = r.text[:120]
+    return StepFailed(f"GitHub API refused {what}: {r.status_code} {message}")
+
+
+def find_pull(api: str, repo: str, head: str, base: str, token: str, state: str = "open"):
+    """The PR from branch HEAD (same repository) into BASE, or None."""
+    owner = repo.split("/")[0]
+    pulls = _get_all(
+        api,
+        f"/repos/{repo}/pulls",
+        token,
+        {"state": state, "head": f"{owner}:{head}", "base": base},
+    )
+    return pulls[0] if pulls else None
+
+
+def create_pull(api: str, repo: str, token: str, *, title: str, head: str, base: str, body: str):
+    r = _send(
+        api,
+        "POST",
+        f"/repos/{repo}/pulls",
+        token,
+        {
+            "title": title,
+            "head": head,
+            "base": base,
+            "body": body,
+            "maintainer_can_modify": True,
+        },
+    )
+    if r.status_code != 201:
+        raise _refused(r, f"the pull request {head} -> {base}")
+    return r.json()
+
+
+def request_reviewers(api: str, repo: str, number: int, token: str, logins: list[str]) -> dict:
+    r = _send(
+        api,
+        "POST",
+        f"/repos/{repo}/pulls/{number}/requested_reviewers",
+        token,
+        {"reviewers": logins},
+    )
+    if r.status_code != 201:
+        raise _refused(r, f"the reviewers of PR #{number}")
+    return r.json()
+
+
+def summarize_checks(sha: str, combined: dict, check_runs: list[dict]) -> CIStatus:
+    """Pure: the verdict over a commit's statuses (newest per context, as GitHub's combined
+    status gives them) and its check runs (newest per name)."""
+    results: dict[str, str] = {}
+    for s in combined.get("statuses", []):
+        results.setdefault(f"status {s['context']}", s["state"])  # newest first
+    for run in sorted(check_runs, key=lambda r: r.get("started_at") or "", reverse=True):
+        state = run.get("conclusion") if run.get("status") == "completed" else "pending"
+        results.setdefault(f"check {run['name']}", state or "pending")
+    if not results:
+        return CIStatus(sha, "none", f"no statuses or check runs on {sha[:10]}")
+    good = ("success", "neutral", "skipped")
+    failed = sorted(k for k, v in results.items() if v not in good and v != "pending")
+    pending = sorted(k for k, v in results.items() if v == "pending")
+    if failed:
+        return CIStatus(sha, "failure", f"failed on {sha[:10]}: {', '.join(failed)}")
+    if pending:
+        return CIStatus(sha, "pending", f"still running on {sha[:10]}: {', '.join(pending)}")
+    return CIStatus(sha, "success", f"{len(results)} check(s) passed on {sha[:10]}")
+
+
+def commit_checks(api: str, repo: str, sha: str, token: str) -> CIStatus:
+    """CI of one commit: its combined status and its check runs (GitHub Actions reports here)."""
+    combined = _get_one(api, f"/repos/{repo}/commits/{sha}/status", token)
+    runs = _get_one(api, f"/repos/{repo}/commits/{sha}/check-runs", token)
+    return summarize_checks(sha, combined, runs.get("check_runs", []))
+
+
+def release_by_tag(api: str, repo: str, tag: str, token: str) -> dict | None:
+    try:
+        r = requests.get(
+            f"{api.rstrip('/')}/repos/{repo}/releases/tags/{tag}",
+            headers=_headers(token),
+            timeout=10.0,
+        )
+    except requests.RequestException as exc:
+        raise StepFailed(f"GitHub API ({api}) unreachable or refused: {exc}") from exc
+    if r.status_code == 404:
+        return None
+    if r.status_code != 200:
+        raise _refused(r, f"the release of {tag}")
+    return r.json()
+
+
+def create_release(api: str, repo: str, token: str, *, tag: str, name: str, body: str) -> dict:
+    r = _send(
+        api,
+        "POST",
+        f"/repos/{repo}/releases",
+        token,
+        {
+            "tag_name": tag,
+            "name": name,
+            "body": body,
+            "draft": False,
+            "prerelease": False,
+        },
+    )
+    if r.status_code != 201:
+        raise _refused(r, f"the release of {tag}")
+    return r.json()

@@ -9,6 +9,8 @@ import json
 import subprocess
 from pathlib import Path
 
+from cerniq_ops import release as release_rules
+
 PACKAGE_JSON = {
     "name": "cerniq-app-sample",
     "version": "1.0.0",
@@ -182,3 +184,75 @@ def make_sample_app(
     commit(root, "chore: initial sample app")
     git(root, "checkout", "-q", "-b", "develop")
     return root
+
+
+PACKAGE_LOCK = {
+    "name": "cerniq-app-sample",
+    "version": "1.0.0",
+    "lockfileVersion": 3,
+    "requires": True,
+    "packages": {"": {"name": "cerniq-app-sample", "version": "1.0.0"}},
+}
+
+# Conventional commits on develop since v1.0.0: what release.start's CHANGELOG section lists.
+DEVELOP_COMMITS = (
+    ("packages/api/src/score.js", "feat(api): lead scoring (#12)", ""),
+    ("packages/api/src/email.js", "fix: null emails no longer crash the import (#13)", ""),
+    ("docs/scoring.md", "docs: scoring guide", ""),
+    (
+        "packages/api/src/v1.js",
+        "refactor(api)!: drop the v1 endpoints (#14)",
+        "BREAKING CHANGE: /v1 is gone; clients use /v2",
+    ),
+)
+
+
+def make_released_app(where: Path, *, commits=DEVELOP_COMMITS) -> tuple[Path, Path]:
+    """A bare `origin` (WHERE/origin.git) and a checkout (WHERE/app) as the app has them after
+    its first release: main tagged v1.0.0 (annotated), develop ahead of it by COMMITS, both
+    pushed, develop checked out; package.json and package-lock.json at 1.0.0."""
+    origin = where / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
+    root = make_sample_app(where)
+    write(root, {"package-lock.json": json.dumps(PACKAGE_LOCK, indent=2) + "\n"})
+    commit(root, "chore: lock file")
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "--ff-only", "develop")
+    git(root, "tag", "-a", "v1.0.0", "-m", "Release v1.0.0")
+    git(root, "checkout", "-q", "develop")
+    for path, subject, body in commits:
+        write(root, {path: f"// {subject}\n"})
+        commit(root, f"{subject}\n\n{body}" if body else subject)
+    git(root, "remote", "add", "origin", str(origin))
+    git(root, "push", "-q", "origin", "main", "develop", "--tags")
+    git(root, "branch", "-q", "--set-upstream-to", "origin/develop", "develop")
+    return origin, root
+
+
+def refs(origin: Path) -> str:
+    return git(origin, "for-each-ref", "--format=%(objectname) %(refname)")
+
+
+def make_ready(origin: Path, root: Path, gh, *, skip: str = "", version: str = "1.1.0") -> None:
+    """Everything release_rules.finish gates on, except SKIP: sign-offs committed on the release
+    branch, CI green on its head, the tech lead and QA lead approving the PR."""
+    branch = f"release/v{version}"
+    git(root, "checkout", "-q", branch)
+    text = None
+    for item in ("prs-merged", "docs", "rollback-plan"):
+        if item != skip:
+            text = release_rules.add_signoff(
+                text, version, item, "ana", "2026-12-01T09:00:00Z", "ok"
+            )
+    if text:
+        (root / ".cerniq/releases").mkdir(parents=True, exist_ok=True)
+        (root / release_rules.signoff_path(version)).write_text(text)
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", "chore(release): sign-offs")
+        git(root, "push", "-q", "origin", branch)
+    git(root, "checkout", "-q", "develop")
+    gh.set_check(branch, "failure" if skip == "ci" else "success")
+    [number] = [n for n, p in gh.pulls.items() if p["head_ref"] == branch]
+    for login, role in (("ana-cerniq", "tech-lead"), ("dan-cerniq", "qa-lead")):
+        if role != skip:
+            gh.add_review(number, login, "APPROVED", "2026-12-01T11:00:00Z")
