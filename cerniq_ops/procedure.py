@@ -201,6 +201,7 @@ def run(
             raise
         raise as_cerniq(exc, f"{ctx.procedure} to {ctx.env}: {describe_exception(exc)}") from exc
     report.ok = True
+    report.version = ctx.version  # a step may resolve it (release.finish: from the branch)
     report.facts = dict(ctx.facts)
     if ctx.repairs:
         ctx.progress(f"== repaired what an earlier run left: {'; '.join(ctx.repairs)}")

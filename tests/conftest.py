@@ -17,10 +17,13 @@ PROJECT = Path(__file__).resolve().parent.parent
 TEST_PREFIX = os.environ.get("CERNIQ_TEST_TESTBED_PREFIX", "cqt")
 TEST_NET = os.environ.get("CERNIQ_TEST_TESTBED_NET", "10.78.0")
 TEST_DIR = Path(os.environ.get("CERNIQ_TEST_TESTBED_DIR", PROJECT / ".testbed-test"))
-# the slowest modules first (junit durations, seconds): two workers start on the two longest
+# the slowest modules first (junit durations on 2 busy cores, seconds): workers start on the
+# longest
 SLOWEST_FIRST = (
-    "tests/e2e/test_recovery_deploy.py",  # 722
-    "tests/e2e/test_recovery_bluegreen.py",  # 624
+    "tests/e2e/test_recovery_deploy.py",  # 1195
+    "tests/e2e/test_recovery_bluegreen.py",  # 1073
+    "tests/e2e/test_recovery_rollback.py",  # 713
+    "tests/e2e/test_recovery_restore.py",  # 380
     "tests/e2e/test_bluegreen.py",  # 250
     "tests/e2e/test_deploy.py",  # 216
     "tests/e2e/test_rollback.py",  # 174
