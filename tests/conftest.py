@@ -43,7 +43,8 @@ def worker_testbed(worker: str | None) -> tuple[str, str, Path]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the slowest modules first, so pytest-xdist's per-module scheduling balances."""
+    """Run the slowest modules first, so pytest-xdist's per-module scheduling balances (`make
+    test` passes --no-loadscope-reorder: xdist would order the modules by their test count)."""
     rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
