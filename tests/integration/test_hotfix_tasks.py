@@ -1,6 +1,6 @@
 # ruff: noqa: F811 - the fixtures app and gh come from test_release_tasks
 """`invoke hotfix.*` without the testbed: a real origin + checkout, the GitHub and Slack
-stand-ins. finish's deploy, post-mortem and SLA report: tests/e2e/test_release.py."""
+stand-ins. finish's deploy, post-mortem and SLA report: tests/e2e/test_releases_live.py."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_finish_tags_the_patch_deploys_opens_the_post_mortem_and_reports_the_sla
     app, gh, slack, monkeypatch
 ):
     """In process, hosts faked (the post-mortem record lands on the fake primary); deploy
-    stands in (tests/e2e/test_release.py runs it for real)."""
+    stands in (tests/e2e/test_releases_live.py runs it for real)."""
     from contextlib import contextmanager
     from datetime import UTC, datetime
 

@@ -1,7 +1,7 @@
 """`invoke release.*` as a user runs it, without the testbed: a real bare `origin` and checkout
 (tests/support/sample_app.py), the GitHub stand-in over HTTP (it reads branch heads from that
 origin, as GitHub would), staging's migration status from a local PostgreSQL database.
-finish's deploy, image wait and announcement are covered by tests/e2e/test_release.py."""
+finish's deploy, image wait and announcement are covered by tests/e2e/test_releases_live.py."""
 
 from __future__ import annotations
 
@@ -284,7 +284,7 @@ def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags
     app, gh, slack, monkeypatch
 ):
     """In process, hosts faked: the git and GitHub steps for real; deploy stands in (it is
-    covered by tests/e2e/test_release.py). The first run fails at the deploy, after the tag;
+    covered by tests/e2e/test_releases_live.py). The first run fails at the deploy, after the tag;
     the re-run continues and makes no second merge or tag."""
     from contextlib import contextmanager
 
