@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.test_release_tasks import app, gh  # noqa: F401 - fixtures
 from tests.support.cli import invoke
+from tests.support.fakehost import fake_sessions
 from tests.support.sample_app import git, refs
 
 pytest_plugins = ["pg_fixtures"]
@@ -120,13 +121,11 @@ def test_finish_tags_the_patch_deploys_opens_the_post_mortem_and_reports_the_sla
 ):
     """In process, hosts faked (the post-mortem record lands on the fake primary); deploy
     stands in (tests/e2e/test_releases_live.py runs it for real)."""
-    from contextlib import contextmanager
     from datetime import UTC, datetime
 
-    from cerniq_ops import deploy, hosts, hotfix
+    from cerniq_ops import deploy, hotfix
     from cerniq_ops.procedure import run
     from tasks.release import _context
-    from tests.integration.test_release_tasks import _State
 
     origin, root, _ = app
     assert invoke(*START).returncode == 0
@@ -141,13 +140,7 @@ def test_finish_tags_the_patch_deploys_opens_the_post_mortem_and_reports_the_sla
     gh.set_check(branch, "success")
     gh.add_review(1, "ana-cerniq", "APPROVED", "2026-12-02T10:30:00Z")
     gh.add_review(1, "bogdan-cerniq", "APPROVED", "2026-12-02T10:40:00Z")
-    state = _State()
-
-    @contextmanager
-    def session(*_args, **_kwargs):
-        yield state
-
-    monkeypatch.setattr(hosts, "session", session)
+    state = fake_sessions(monkeypatch)
     monkeypatch.setattr(
         deploy,
         "registry_for",

@@ -15,6 +15,7 @@ from pg_fixtures import ADMIN, REPO_MIGRATIONS
 from cerniq_ops import release
 from migrations_runner import migrate
 from tests.support.cli import invoke
+from tests.support.fakehost import fake_sessions
 from tests.support.github_prs import GitHubPulls
 from tests.support.sample_app import git, make_ready, make_released_app, refs
 
@@ -266,29 +267,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_connects(app, gh):
     assert refs(origin) == before and gh.requests == []
 
 
-class _State:
-    """What the runner needs of a pyinfra session: hosts by name (fake ones: audit lines)."""
-
-    def __init__(self):
-        from tests.support.fakehost import FakeHost
-
-        self.hosts: dict = {}
-        self.inventory = self
-        self._fake = FakeHost
-
-    def get_host(self, name):
-        return self.hosts.setdefault(name, self._fake(name))
-
-
 def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags_twice(
     app, gh, slack, monkeypatch
 ):
     """In process, hosts faked: the git and GitHub steps for real; deploy stands in (it is
     covered by tests/e2e/test_releases_live.py). The first run fails at the deploy, after the tag;
     the re-run continues and makes no second merge or tag."""
-    from contextlib import contextmanager
-
-    from cerniq_ops import deploy, hosts
+    from cerniq_ops import deploy
     from cerniq_ops.errors import StepFailed
     from cerniq_ops.procedure import run
     from tasks.release import _context
@@ -296,13 +281,7 @@ def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags
     origin, root, _ = app
     assert invoke("release.start", "--bump", "minor").returncode == 0
     make_ready(origin, root, gh)
-    state = _State()
-
-    @contextmanager
-    def session(*_args, **_kwargs):
-        yield state
-
-    monkeypatch.setattr(hosts, "session", session)
+    state = fake_sessions(monkeypatch)
     published = iter([False, True])  # the tag's images appear while finish waits
     monkeypatch.setattr(
         deploy,
@@ -368,9 +347,7 @@ def test_finish_after_a_run_killed_between_its_local_merge_tag_and_push_pushes_t
 ):
     """What a run killed after `git merge` and `git tag` but before their pushes leaves: the
     re-run pushes that merge and that tag (said as repairs), and makes no second of either."""
-    from contextlib import contextmanager
-
-    from cerniq_ops import deploy, hosts
+    from cerniq_ops import deploy
     from cerniq_ops.procedure import run
     from tasks.release import _context
 
@@ -392,13 +369,7 @@ def test_finish_after_a_run_killed_between_its_local_merge_tag_and_push_pushes_t
     local_tag = git(root, "rev-parse", "v1.1.0").strip()
     git(root, "checkout", "-q", "develop")
     assert git(origin, "tag", "--list", "v1.1.0") == ""
-    state = _State()
-
-    @contextmanager
-    def session(*_args, **_kwargs):
-        yield state
-
-    monkeypatch.setattr(hosts, "session", session)
+    fake_sessions(monkeypatch)
     monkeypatch.setattr(
         deploy,
         "registry_for",

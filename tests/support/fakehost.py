@@ -72,3 +72,31 @@ class FakeHost:
         self.files[remote_filename] = fileobj.read()
         self.commands.append(f"<put {remote_filename}>")
         return True
+
+
+class FakeSession:
+    """What the runner needs of a pyinfra session: an inventory handing out a FakeHost per name
+    (created on first use, kept: tests read what landed on it)."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, FakeHost] = {}
+        self.inventory = self
+
+    def get_host(self, name: str) -> FakeHost:
+        return self.hosts.setdefault(name, FakeHost(name))
+
+
+def fake_sessions(monkeypatch) -> FakeSession:
+    """Every `cerniq_ops.hosts.session(...)` of the test yields one shared FakeSession."""
+    from contextlib import contextmanager
+
+    from cerniq_ops import hosts
+
+    state = FakeSession()
+
+    @contextmanager
+    def session(*_args, **_kwargs):
+        yield state
+
+    monkeypatch.setattr(hosts, "session", session)
+    return state
