@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cerniq_ops import settings
+from cerniq_ops.verification import assert_verified
 from testbed import images
 from testbed.load import Load
 from tests.support.cli import invoke
@@ -133,6 +134,7 @@ def test_a_minor_release_from_start_to_finish_under_load_has_zero_failed_request
         p for p in slack.posts if p["text"].endswith("Release v1.1.0 deployed to production")
     ]
     assert announced and "- api: lead scoring (#12) (" in announced[0]["blocks"][-1]["text"]["text"]
+    assert_verified("production")
 
 
 def test_a_hotfix_from_main_reaches_production_with_its_sla_report(world, slack, testinfra_host):
@@ -174,6 +176,7 @@ def test_a_hotfix_from_main_reaches_production_with_its_sla_report(world, slack,
     [pm] = [x for x in records if x.get("type") == "post-mortem"]
     assert pm["hotfix"] == {"ticket": "CERN-123", "version": "1.1.1"} and pm["post_mortem_due"]
     assert git(origin, "merge-base", "--is-ancestor", "v1.1.1", "develop") == ""
+    assert_verified("production")
 
 
 def test_a_finish_killed_after_its_tag_completes_on_rerun_without_a_second_tag(world, slack):
@@ -201,3 +204,4 @@ def test_a_finish_killed_after_its_tag_completes_on_rerun_without_a_second_tag(w
     assert merges.count("Merge branch 'release/v1.2.0'") == 1
     assert [r["tag_name"] for r in gh.releases].count("v1.2.0") == 1
     assert git(origin, "branch", "--list", "release/*") == ""
+    assert_verified("production")  # the re-run's deploy left production as verify wants it
