@@ -1,9 +1,10 @@
 # Two commands: `make demo` (the main job on the local testbed) and `make test` (everything).
 VENV   := .venv
 BIN    := $(VENV)/bin
-# pytest-xdist workers for `make test`, each with its own testbed: one per 2 cores (the suite is
-# CPU-bound: on 2 cores, 2 workers measured no faster than 1), `make test WORKERS=4` to choose
-WORKERS ?= $(shell n=$$(nproc); echo $$(( n >= 4 ? n / 2 : 1 )))
+# pytest-xdist workers for `make test`, each with its own testbed: one per core (the e2e tests
+# mostly wait on drains and health checks since the load generator is paced), `make test
+# WORKERS=1` to choose
+WORKERS ?= $(shell nproc)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test lint unit deps venv node-tools clean

@@ -1,7 +1,8 @@
 """`invoke deploy`: the seed's deploy.sh (7.2) as named steps, done correctly.
 
 validate -> pre_deployment_checks -> create_backup -> pull_images -> run_migrations ->
-rolling_update (per batch of hosts: files, api, web, workers, host health) ->
+rolling_update (waves of hosts in series, the hosts of a wave at once: files, api, web,
+workers, host health) ->
 post_deployment_verification -> notify_deployment. On failure: notify_failure.
 
 Where the seed is unsafe we do what it means: the version is validated before anything runs and
@@ -11,14 +12,18 @@ is replaced by the measured zero-downtime replace in cerniq_ops.rollout.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cerniq_ops import compose, hosts, metrics, notify, releases, rollout
+from cerniq_ops import compose, hosts, metrics, notify, releases, rollout, signals
 from cerniq_ops.audit import actor, now_utc
 from cerniq_ops.clients import github
 from cerniq_ops.clients.http import health, wait_healthy
@@ -298,7 +303,8 @@ def run_migrations(ctx: Context) -> str:
 
 @step()
 def rolling_update(ctx: Context) -> str:
-    """Per batch of hosts: files, then api and web replaced with zero downtime, then workers."""
+    """Wave after wave (`--batch`), the hosts of a wave at once: files, then api and web replaced
+    with zero downtime, then workers."""
     s = ctx.settings
     if ctx.facts.get("converged"):
         return "skipped: every host already runs " + str(ctx.version)
@@ -318,9 +324,44 @@ def rolling_update(ctx: Context) -> str:
     timeout = s.health_retries * s.health_interval + 30
     for number, wave in enumerate(waves, 1):
         ctx.note(f"wave {number}/{len(waves)}: {', '.join(h.name for h in wave)}")
-        for spec in wave:
-            _deploy_host(ctx, spec, password, timeout)
+        roll_wave(ctx, wave, lambda spec, halt: _deploy_host(ctx, spec, password, timeout, halt))
     return f"{len(s.app_hosts)} host(s) on {ctx.version}"
+
+
+def roll_wave(
+    ctx: Context, wave: list[HostSpec], roll: Callable[[HostSpec, threading.Event], None]
+) -> None:
+    """ROLL every host of WAVE at once, a thread per host over its own SSH connection, and
+    wait for all of them: a host that fails does not stop the others (each ends with its files
+    matching its containers); the failure is raised once every host ended, so the next waves
+    stay untouched. Ctrl-C or SIGTERM (raised in this, the main thread) sets HALT: each host
+    stops at its next service, the wait goes on with further signals held off, then the
+    interruption goes on to the runner's failure path."""
+    if len(wave) == 1:
+        roll(wave[0], threading.Event())
+        return
+    halt = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=len(wave), thread_name_prefix="host")
+    futures = {pool.submit(roll, spec, halt): spec for spec in wave}
+    try:
+        concurrent.futures.wait(futures)
+    except BaseException:
+        halt.set()
+        ctx.note(f"stopping: every host of the wave ends at its next service ({_names(wave)})")
+        with signals.held_off(ctx.progress):
+            concurrent.futures.wait(futures)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    failed = [(futures[f], f.exception()) for f in futures if f.exception() is not None]
+    if len(failed) == 1:
+        raise failed[0][1]
+    if failed:
+        raise StepFailed("; ".join(str(exc) for _, exc in failed)) from failed[0][1]
+
+
+def _names(wave: list[HostSpec]) -> str:
+    return ", ".join(h.name for h in wave)
 
 
 def _app_files():
@@ -329,9 +370,12 @@ def _app_files():
     return app_files
 
 
-def _deploy_host(ctx: Context, spec: HostSpec, password: str, timeout: float) -> None:
+def _deploy_host(
+    ctx: Context, spec: HostSpec, password: str, timeout: float, halt: threading.Event
+) -> None:
     """SPEC to ctx.version from whatever state it is in; its files and markers always end up
-    matching what its containers run (also when this fails half way)."""
+    matching what its containers run (also when this fails half way, or HALT stops it before
+    one of its services)."""
     s, host = ctx.settings, ctx.host(spec)
     previous = (hosts.read_file(host, f"{s.app_root}/current-version") or "").strip() or None
     before = rollout.containers(host, s.compose_project, all_states=True)
@@ -349,6 +393,8 @@ def _deploy_host(ctx: Context, spec: HostSpec, password: str, timeout: float) ->
         ctx.note(f"{spec.name}: {rollout.ensure_edge(host, s)}")
         stack = compose.app_stack(s)
         for svc in s.services:
+            if halt.is_set():
+                raise StepFailed(f"{spec.name}: stopped before {svc} (the run was interrupted)")
             ctx.note(
                 f"{spec.name}: "
                 + rollout.roll(

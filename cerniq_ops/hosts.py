@@ -15,7 +15,9 @@ import dataclasses
 import io
 import logging
 import os
+import re
 import shlex
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -125,6 +127,9 @@ def _known_hosts(state: State, name: str) -> str:
     return str(state.inventory.get_host(name).data.get("ssh_known_hosts_file") or "known_hosts")
 
 
+_PYINFRA_STATE = threading.Lock()
+
+
 def apply(
     settings: Settings, targets: list[HostSpec], deploy_fn, *, dry_run: bool = False, **kwargs
 ) -> list[str]:
@@ -132,8 +137,11 @@ def apply(
 
     With dry_run the operations are planned (facts read, commands generated) and listed, and
     nothing runs. Returns lines like `prod-app1: /opt/cerniq/docker-compose.yml`.
+    One apply at a time in the process: pyinfra keeps the current State in a process-wide
+    context (`pyinfra.context.ctx_state` is not thread-local), so hosts rolled at once apply
+    their files in turn and run their commands (`sh`) at the same time.
     """
-    with session(settings, targets) as state:
+    with _PYINFRA_STATE, session(settings, targets) as state:
         add_deploy(state, deploy_fn, **kwargs)
         if dry_run:
             return _planned(state)
@@ -185,9 +193,17 @@ def sh(
     stdout = "\n".join(out.stdout_lines)
     stderr = "\n".join(out.stderr_lines)
     if check and not ok:
-        detail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
-        raise StepFailed(f"{host.name}: `{text[:120]}` failed: {detail[0]}")
+        raise StepFailed(f"{host.name}: `{text[:120]}` failed: {failure_detail(stderr or stdout)}")
     return ok, stdout, stderr
+
+
+def failure_detail(output: str) -> str:
+    """The line of a failed command's OUTPUT that says why: the last one naming an error
+    (compose ends with `Encountered errors while bringing up the project.` after the reason),
+    else the last line."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"(ERROR|Error|error)\b", line)]
+    return (errors or lines or ["no output"])[-1]
 
 
 def reconnect(host: Host) -> None:

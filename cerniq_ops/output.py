@@ -33,7 +33,8 @@ def redact_obj(obj: Any) -> Any:
 
 def say(line: str = "", *, err: bool = False) -> None:
     stream = sys.stderr if err else sys.stdout
-    print(redact(line), file=stream, flush=True)
+    stream.write(redact(line) + "\n")  # one write: lines of hosts rolled at once never mix
+    stream.flush()
 
 
 def emit_json(obj: Any) -> None:

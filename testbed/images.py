@@ -90,7 +90,7 @@ def app_config(service: str, version: str) -> dict:
         "os": "linux",
         "config": {
             "Cmd": ["/bin/sh", "/app/start.sh"],
-            "Env": [f"SERVICE={service}", f"APP_VERSION={version}", "DRAIN_SECONDS=5"],
+            "Env": [f"SERVICE={service}", f"APP_VERSION={version}", "DRAIN_SECONDS=3"],
             "ExposedPorts": {"80/tcp": {}},
             "Labels": {"org.opencontainers.image.version": version},
             "StopSignal": "SIGTERM",

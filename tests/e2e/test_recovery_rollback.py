@@ -1,7 +1,8 @@
 """Interrupted `invoke rollback` is resumed by the next run (issue 11): SIGKILLed (its whole
 process group) right after the incident is opened, while host 1 drains, between host 1's
-containers and its current-version, when host 2 starts, and after the redeploy before the
-incident is closed; then the lock released as the tool says and the same rollback run again.
+containers and its current-version, when host 2's files are written (both hosts roll at
+once), and after the redeploy before the incident is closed; then the lock released as the
+tool says and the same rollback run again.
 The re-run resumes the same incident, exits 0 and leaves `invoke verify` green, with 0 failed
 requests under load across the whole sequence (tests/support/recovery.py)."""
 
@@ -28,7 +29,11 @@ ROLLBACK_KILLS = [
     ("after the incident is opened, before any change", r"\] check_database", 0.0),
     ("while host 1 drains", r"prod-app1: api new replica\(s\) healthy", 1.0),
     ("between host 1's containers and its current-version", r"prod-app1: workers: ", 0.0),
-    ("when host 1 is done and host 2 starts", r"prod-app2: \d+ file\(s\) changed", 0.0),
+    (
+        "when host 2's files are written, host 1 rolling beside it",
+        r"prod-app2: \d+ file\(s\) changed",
+        0.0,
+    ),
     ("after the redeploy, before the incident is closed", r"\] verify_rollback", 0.0),
 ]
 
