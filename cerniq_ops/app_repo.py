@@ -3,6 +3,7 @@ when their content differs, so a re-run changes nothing) and what a branch chang
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,12 +11,15 @@ from cerniq_ops.errors import BadInput
 
 
 def repo_dir(given: str | None, default: str | None) -> Path:
-    """The app repository folder: GIVEN (--repo, relative to the current folder), else DEFAULT
-    (team.yml app_repo, relative to the project); BadInput when it is not a git work tree."""
+    """The app repository folder: GIVEN (--repo, relative to the current folder), else
+    $CERNIQ_APP_REPO (the testbed's env file sets it to its checkout), else DEFAULT (team.yml
+    app_repo, relative to the project); BadInput when it is not a git work tree."""
     from cerniq_ops.settings import PROJECT_DIR
 
     if given:
         root = Path(given).resolve()
+    elif os.environ.get("CERNIQ_APP_REPO"):
+        root = Path(os.environ["CERNIQ_APP_REPO"]).resolve()
     elif default:
         root = (PROJECT_DIR / default).resolve()
     else:

@@ -9,12 +9,12 @@ import getpass
 import json
 import shlex
 import socket
-from datetime import UTC, datetime
 from typing import Any
 
 from pyinfra.api.host import Host
 
 from cerniq_ops import hosts
+from cerniq_ops.clock import now_utc
 from cerniq_ops.output import redact
 from cerniq_ops.settings import Settings
 
@@ -24,10 +24,6 @@ def actor() -> str:
     import os
 
     return os.environ.get("CERNIQ_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
-
-
-def now_utc() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def audit_path(settings: Settings) -> str:

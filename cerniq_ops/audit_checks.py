@@ -13,21 +13,17 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from cerniq_ops.clock import TIME_FORMAT, parse_time
 from cerniq_ops.deploy_inputs import VERSION_RE
 from cerniq_ops.rollout import Container
 
 COLORS = ("blue", "green")
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 AUDIT_REQUIRED_KEYS = ("at", "who", "env", "procedure", "version", "step", "result")
 AUDIT_CLOCK_TOLERANCE_SECONDS = 5  # two unlocked runs may append a second out of order
 BLUEGREEN_ROUTER = "cerniq-app"
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def describe_age(seconds: float) -> str:

@@ -37,8 +37,9 @@ from typing import Any
 import psycopg
 
 from cerniq_ops import hosts
-from cerniq_ops.audit import actor, now_utc
+from cerniq_ops.audit import actor
 from cerniq_ops.clients.http import wait_healthy
+from cerniq_ops.clock import TIME_FORMAT, now_utc, parse_time
 from cerniq_ops.errors import BadInput, CerniqError, StepFailed
 from cerniq_ops.procedure import Context, Report, Step, run, step
 from cerniq_ops.settings import Settings
@@ -50,7 +51,6 @@ DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".manifest.json"
 VERIFY_SUFFIX = ".verify.json"
 PARTIAL_SUFFIX = ".dump.partial"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 LONG = 6 * 3600  # seconds a dump or a restore may take before the command is abandoned
 RESERVED_EXIT = 3  # the reservation script: that id's files exist already
 # The snapshot-exporting session stays idle in its transaction while the counts and pg_dump
@@ -417,10 +417,6 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str
 def table_data_entries(listing: str) -> int:
     """How many TABLE DATA entries a `pg_restore --list` table of contents has."""
     return sum(1 for line in listing.splitlines() if " TABLE DATA " in line)
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 @dataclass

@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 import requests
 
 from cerniq_ops import compose, hosts, metrics, rollout, traefik
-from cerniq_ops.audit import now_utc
 from cerniq_ops.clients.http import Health, health, wait_healthy
+from cerniq_ops.clock import now_utc
 from cerniq_ops.compose import Stack
 from cerniq_ops.confirm import require
 from cerniq_ops.deploy import (
@@ -447,10 +447,7 @@ def routed_service(host) -> str | None:
 
 
 def traffic_on(host) -> dict[str, Traffic]:
-    _, out, _ = hosts.sh(
-        host, ["curl", "-sS", "-m", "5", f"http://127.0.0.1:{compose.TRAEFIK_API_PORT}/metrics"]
-    )
-    return service_traffic(out)
+    return metrics.by_service(metrics.scrape(host))
 
 
 def _file_key(color: str) -> str:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from cerniq_ops.clock import parse_iso
 from cerniq_ops.errors import BadInput
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -73,7 +74,7 @@ def parse_at(text: str | None, zone_name: str, now: datetime | None = None) -> d
     if not text:
         return now or datetime.now(UTC).replace(microsecond=0)
     try:
-        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        at = parse_iso(text)
     except ValueError:
         raise BadInput(
             f"cannot read the time {text!r}; use ISO 8601, e.g. 2026-03-30T09:00"

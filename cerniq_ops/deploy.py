@@ -23,11 +23,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cerniq_ops import compose, hosts, metrics, notify, releases, rollout, signals
-from cerniq_ops.audit import actor, now_utc
+from cerniq_ops import compose, config_diff, hosts, metrics, notify, releases, rollout, signals
+from cerniq_ops.audit import actor
 from cerniq_ops.clients import github
 from cerniq_ops.clients.http import health, wait_healthy
 from cerniq_ops.clients.registry import Registry
+from cerniq_ops.clock import now_utc
 from cerniq_ops.confirm import require
 from cerniq_ops.deploy_inputs import validate_version
 from cerniq_ops.errors import BadInput, StepFailed
@@ -139,6 +140,8 @@ def validate(ctx: Context) -> str:
     """Environment and version valid, images published, secrets present, production confirmed."""
     s = ctx.settings
     batches(s.app_hosts, ctx.options.get("batch"))  # a bad --batch is refused before anything
+    if ctx.options.get("diff") and not ctx.dry_run:
+        raise BadInput("--diff shows what a dry run would change: pass it with --dry-run")
     if ctx.version is not None:
         validate_version(ctx.version)
     else:
@@ -320,6 +323,10 @@ def rolling_update(ctx: Context) -> str:
         )
         for line in planned:
             ctx.note(f"would change {line}")
+        if ctx.options.get("diff"):
+            for spec in s.app_hosts:
+                for line in planned_diff(ctx, spec, app_documents(s, ctx.version, password)):
+                    ctx.note(f"{spec.name}: {line}")
         return f"{len(waves)} wave(s): {' | '.join(','.join(h.name for h in w) for w in waves)}"
     timeout = s.health_retries * s.health_interval + 30
     for number, wave in enumerate(waves, 1):
@@ -362,6 +369,18 @@ def roll_wave(
 
 def _names(wave: list[HostSpec]) -> str:
     return ", ".join(h.name for h in wave)
+
+
+def planned_diff(ctx: Context, spec: HostSpec, documents: dict[str, tuple[str, str]]) -> list[str]:
+    """What DOCUMENTS would change in SPEC's files: a diff per file, the env file (mode 600)
+    by key only."""
+    lines: list[str] = []
+    for relative, (text, mode) in sorted(documents.items()):
+        path = f"{ctx.settings.app_root}/{relative}"
+        old = hosts.read_file(ctx.host(spec), path)
+        secret = int(mode, 8) & 0o077 == 0
+        lines += config_diff.file_diff(path, old, text, secret=secret)
+    return lines
 
 
 def _app_files():

@@ -22,6 +22,7 @@ from pathlib import Path
 from cerniq_ops import app_repo, business, incident, notify, release
 from cerniq_ops.audit import actor
 from cerniq_ops.clients import github
+from cerniq_ops.clock import TIME_FORMAT, parse_time
 from cerniq_ops.errors import BadInput
 from cerniq_ops.procedure import Context, step
 from cerniq_ops.release import OK, PENDING, Item
@@ -29,7 +30,6 @@ from cerniq_ops.release import OK, PENDING, Item
 PREFIX = "hotfix/"
 RECORD_DIR = ".cerniq/hotfixes"
 TICKET = re.compile(r"^CERN-[1-9][0-9]{0,6}\Z")
-TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -101,15 +101,11 @@ def new_record(
         "category": cat.name,
         "priority": cat.priority,
         "description": description.strip(),
-        "started_at": at.strftime(TIME),
+        "started_at": at.strftime(TIME_FORMAT),
         "started_by": who,
         "version": version,
         "branch": branch,
     }
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME).replace(tzinfo=UTC)
 
 
 def hm(delta: timedelta) -> str:

@@ -18,12 +18,12 @@ from pyinfra.api.host import Host
 
 from cerniq_ops import hosts, notify
 from cerniq_ops.audit import actor
+from cerniq_ops.clock import TIME_FORMAT, parse_time
 from cerniq_ops.errors import BadInput
 from cerniq_ops.output import redact_obj
 from cerniq_ops.procedure import Context, step
 from cerniq_ops.settings import Settings
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 ROLLBACK_STATUSES = ("in_progress", "completed", "failed")
 SEPARATOR = "--cerniq-incident--"
@@ -84,10 +84,6 @@ def severity(name: str) -> Severity:
     if key not in SEVERITIES:
         raise BadInput(f"unknown severity {name!r}; choose one of: {', '.join(SEVERITIES)}")
     return SEVERITIES[key]
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 def fmt(at: datetime) -> str:

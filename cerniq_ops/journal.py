@@ -14,8 +14,8 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 from cerniq_ops import hosts, lock
-from cerniq_ops.audit import now_utc
 from cerniq_ops.audit_checks import describe_age
+from cerniq_ops.clock import now_utc
 from cerniq_ops.errors import LockHeld
 from cerniq_ops.settings import Settings
 

@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 from pyinfra.api.host import Host
 
 from cerniq_ops import hosts
-from cerniq_ops.audit import actor, now_utc
+from cerniq_ops.audit import actor
+from cerniq_ops.clock import now_utc, parse_time
 from cerniq_ops.errors import LockHeld
 from cerniq_ops.settings import Settings
 
 HELD_EXIT = 3
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class LockRecord:
 
 
 def _seconds_since(stamp: str, now: datetime | None) -> float:
-    since = datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=UTC)
+    since = parse_time(stamp)
     return ((now or datetime.now(UTC)) - since).total_seconds()
 
 

@@ -4,35 +4,27 @@ window between two scrapes. Parsing and arithmetic are pure; `scrape` reads a ho
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from prometheus_client.parser import text_string_to_metric_families
 from pyinfra.api.host import Host
 
 from cerniq_ops import hosts
 from cerniq_ops.compose import TRAEFIK_API_PORT
-
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+from cerniq_ops.errors import StepFailed
 
 Samples = list[tuple[str, dict[str, str], float]]
 
 
 def parse(text: str) -> Samples:
-    """Prometheus text exposition -> [(metric name, labels, value)]."""
-    samples: Samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL.findall(m.group(3) or ""))
-        try:
-            samples.append((m.group(1), labels, float(m.group(4))))
-        except ValueError:
-            continue
-    return samples
+    """Prometheus text exposition -> [(sample name, labels, value)], with prometheus-client's
+    parser (counters keep their `_total`, histograms give `_sum`/`_count`/`_bucket`);
+    ValueError when the text is not an exposition."""
+    return [
+        (sample.name, dict(sample.labels), float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
 
 
 def total(samples: Samples, name: str, **match: str) -> float:
@@ -124,4 +116,9 @@ def scrape(host: Host) -> Samples:
     _, out, _ = hosts.sh(
         host, ["curl", "-sS", "-m", "5", f"http://127.0.0.1:{TRAEFIK_API_PORT}/metrics"]
     )
-    return parse(out)
+    try:
+        return parse(out)
+    except ValueError as exc:
+        raise StepFailed(
+            f"{host.name}: Traefik's /metrics is not a Prometheus exposition: {exc}"
+        ) from None

@@ -5,10 +5,14 @@ The seed's deployment announcement template (13.2) is rendered here too.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-import requests
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+from slack_sdk.webhook import WebhookClient
 
 from cerniq_ops.output import redact_obj
 
@@ -59,27 +63,43 @@ class Delivery:
     detail: str
 
 
+class _RateLimit(RateLimitErrorRetryHandler):
+    """slack-sdk's 429 handler (it sleeps Retry-After, then retries), the wait capped at
+    MAX_RETRY_AFTER: a notification never holds a procedure up for long."""
+
+    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
+        if response is not None:
+            for name, values in response.headers.items():
+                if name.lower() == "retry-after" and values:
+                    capped = min(int(float(values[0])), int(MAX_RETRY_AFTER))
+                    response.headers[name] = [str(capped)]
+        super().prepare_for_next_attempt(
+            state=state, request=request, response=response, error=error
+        )
+
+
 def post(webhook: str | None, payload: dict, timeout: float = 10.0) -> Delivery:
-    """POST PAYLOAD to the webhook; retries 429 (Retry-After) and 5xx a few times."""
+    """POST PAYLOAD to the webhook with slack-sdk's WebhookClient: 429 (Retry-After), 5xx and
+    connection errors retried (MAX_ATTEMPTS in all); the outcome reported, never raised."""
     if not webhook:
         return Delivery(False, "no Slack webhook configured: skipped")
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            r = requests.post(webhook, json=payload, timeout=timeout)
-        except requests.RequestException as exc:
-            detail = f"Slack unreachable ({type(exc).__name__})"
-        else:
-            if r.status_code == 200:
-                return Delivery(True, "sent to Slack")
-            detail = f"Slack answered {r.status_code} {r.text[:80]}"
-            if r.status_code == 429 and attempt < MAX_ATTEMPTS:
-                time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), MAX_RETRY_AFTER))
-                continue
-            if r.status_code < 500:
-                return Delivery(False, detail)
-        if attempt < MAX_ATTEMPTS:
-            time.sleep(0.5 * attempt)
-    return Delivery(False, detail)
+    retries = MAX_ATTEMPTS - 1
+    client = WebhookClient(
+        webhook,
+        timeout=int(max(1, timeout)),
+        retry_handlers=[
+            _RateLimit(max_retry_count=retries),
+            ServerErrorRetryHandler(max_retry_count=retries),
+            ConnectionErrorRetryHandler(max_retry_count=retries),
+        ],
+    )
+    try:
+        r = client.send_dict(payload)
+    except Exception as exc:  # urllib's errors after the retries: reported, not raised
+        return Delivery(False, f"Slack unreachable ({type(exc).__name__})")
+    if r.status_code == 200:
+        return Delivery(True, "sent to Slack")
+    return Delivery(False, f"Slack answered {r.status_code} {str(r.body)[:80]}")
 
 
 # -- channels (seed 13.1): one webhook per channel, every message kind routed to its channel ---

@@ -19,6 +19,7 @@ import yaml
 
 from cerniq_ops import team
 from cerniq_ops.business import WEEKDAYS
+from cerniq_ops.clock import parse_iso
 from cerniq_ops.errors import BadInput
 
 ROLES = ("primary", "secondary")
@@ -154,8 +155,8 @@ def parse_overrides(data: Any) -> list[Override]:
                 Override(
                     item["role"],
                     item["who"],
-                    datetime.fromisoformat(str(item["from"]).replace("Z", "+00:00")),
-                    datetime.fromisoformat(str(item["to"]).replace("Z", "+00:00")),
+                    parse_iso(str(item["from"])),
+                    parse_iso(str(item["to"])),
                     item.get("reason", ""),
                 )
             )
@@ -246,17 +247,13 @@ def _age(since: datetime, now: datetime) -> str:
     return (f"{days} d " if days else "") + f"{hours} h {mins} min"
 
 
-def _stamp(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def handoff_text(
     t: dict, data: HandoffData, outgoing: OnCall, incoming: OnCall, now: datetime
 ) -> str:
     """The seed's handoff checklist (12.2), every item filled from DATA."""
     past = now - timedelta(days=int(t["oncall"].get("past_days", 7)))
     open_ = [r for r in data.incidents if not r.get("completed_at")]
-    week = [r for r in data.incidents if _stamp(r["started_at"]) >= past]
+    week = [r for r in data.incidents if parse_iso(r["started_at"]) >= past]
     lines = [
         f"On-call handoff {local(now, t)} ({data.env}): primary {outgoing.primary} -> "
         f"{incoming.primary}, secondary {outgoing.secondary} -> {incoming.secondary}",
@@ -264,7 +261,7 @@ def handoff_text(
         f"- [ ] Review open incidents: {len(open_)} open",
     ]
     for r in open_:
-        age = _age(_stamp(r["started_at"]), now)
+        age = _age(parse_iso(r["started_at"]), now)
         lines.append(f"    - {r['id']} {r['severity']} {r['status']}, open {age}: {r['title']}")
     lines.append(f"    past {t['oncall'].get('past_days', 7)} days: {len(week)} incident(s)")
     for r in week:
@@ -285,7 +282,7 @@ def handoff_text(
         for a in data.audit
         if a.get("result") == "failed"
         and a.get("procedure") in DEPLOY_PROCEDURES
-        and _stamp(a["at"]) >= past
+        and parse_iso(a["at"]) >= past
     ]
     for a in failed:
         version = f" {a['version']}" if a.get("version") else ""
@@ -382,7 +379,7 @@ def page_due(t: dict, record: dict, now: datetime) -> bool:
     minutes = o.get("response_minutes", {}).get(sev)
     if minutes is None:
         return False
-    return now >= _stamp(record["started_at"]) + timedelta(minutes=float(minutes))
+    return now >= parse_iso(record["started_at"]) + timedelta(minutes=float(minutes))
 
 
 def pagerduty_event(routing_key: str, record: dict, who: str, source: str) -> dict:

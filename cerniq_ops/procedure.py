@@ -142,7 +142,7 @@ def run(
         nonlocal failed_at
         failed_at = name = step_name(s)
         ctx.progress(f"[{numbered[name]}/{total}] {name}")
-        if ctx.held_lock is not None:
+        if ctx.held_lock is not None and ctx.state is not None:  # offline steps come first
             journal.mark(ctx, name)
         start = time.monotonic()
         try:
@@ -171,14 +171,17 @@ def run(
             session = hosts.session(ctx.settings) if online else nullcontext()
             with session as state:
                 ctx.state = state
-                if ctx.locking and not ctx.dry_run and online:
+                # a run inside another (release.finish's deploy) works under the outer's lock
+                took_lock = ctx.locking and not ctx.dry_run and bool(online)
+                if took_lock:
                     _take_lock(ctx)
                 try:
                     for s in online:
                         do(s)
                 except BaseException as exc:
                     if isinstance(exc, BadInput):  # a refusal: nothing changed
-                        journal.finish(ctx, "refused", str(exc))
+                        if took_lock:
+                            journal.finish(ctx, "refused", str(exc))
                         raise
                     error = describe_exception(exc)
                     report.error = error
@@ -186,14 +189,17 @@ def run(
                     with signals.held_off(ctx.progress):
                         _run_hooks(ctx, on_failure)
                         where = _describe(ctx, describe_state)
-                        journal.finish(ctx, "failed", error)
+                        if took_lock:
+                            journal.finish(ctx, "failed", error)
                     failed = f"{ctx.procedure} to {ctx.env} failed at step '{failed_at}'"
                     raise as_cerniq(exc, f"{failed}: {error}{where}") from exc
                 else:
-                    journal.finish(ctx, "ok", "")
+                    if took_lock:
+                        journal.finish(ctx, "ok", "")
                 finally:
-                    with signals.held_off(ctx.progress):
-                        _release_lock(ctx)
+                    if took_lock:
+                        with signals.held_off(ctx.progress):
+                            _release_lock(ctx)
     except BaseException as exc:
         report.error = report.error or describe_exception(exc)
         report.facts = dict(ctx.facts)

@@ -862,14 +862,15 @@ def deploy_production(ctx: Context) -> str:
             ctx, f"deploy --env {ctx.env} --version {tag}: {', '.join(s.__name__ for s in DEPLOY)}"
         )
         return f"would deploy {tag} to {ctx.env}"
-    inner = Context(
+    inner = Context(  # under finish's own deploy lock, taken before its first git step
         ctx.settings,
         "deploy",
         version=tag,
         message=ctx.facts.get("deploy_message") or f"release {tag}",
         options={"confirm": ctx.options.get("confirm"), "changes": changes},
         progress=lambda line: ctx.progress(f"      {line}"),
-        lock_wait=ctx.lock_wait,
+        locking=False,
+        held_lock=ctx.held_lock,
     )
     _did(ctx, f"deploy --env {ctx.env} --version {tag}")
     report = deploy(inner)

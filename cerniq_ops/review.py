@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cerniq_ops import business, team
+from cerniq_ops.clock import parse_iso
 
 CODEOWNERS_PATH = ".github/CODEOWNERS"
 PR_TEMPLATE_PATH = ".github/pull_request_template.md"
@@ -252,7 +253,7 @@ def nudges(
         else:
             continue
         sla = t["review"]["sla"][kind]
-        waited = business.elapsed(t, _parse(since), now)
+        waited = business.elapsed(t, parse_iso(since), now)
         reached = [x for x in lv if waited >= x.after]
         if not reached or reached[-1].label in posted.get(key, []):
             continue
@@ -281,10 +282,6 @@ def nudges(
             )
         )
     return result
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def load_state(path: Path) -> dict[str, list[str]]:

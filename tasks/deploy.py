@@ -17,6 +17,7 @@ from tasks._cli import cli, progress_for, run_procedure
         "version": "image tag to deploy, e.g. v1.4.2 (default: the newest published)",
         "confirm": "the typed confirmation when not interactive: 'DEPLOY PRODUCTION'",
         "dry_run": "show the steps and pyinfra's planned changes; change nothing",
+        "diff": "with --dry-run: each host's config diffs (the env file: keys only)",
         "batch": "hosts per wave: 1, 2 or 50%% (default: all app hosts in one wave)",
         "skip_ci_check": "deploy without a green CI run (recorded in the audit log)",
         "reason": "why the CI check is skipped (recorded)",
@@ -34,6 +35,7 @@ def deploy(
     version=None,
     confirm=None,
     dry_run=False,
+    diff=False,
     batch=None,
     skip_ci_check=False,
     reason="",
@@ -54,6 +56,7 @@ def deploy(
         options={
             "confirm": confirm,
             "batch": batch,
+            "diff": diff,
             "skip_ci_check": skip_ci_check,
             "reason": reason,
         },

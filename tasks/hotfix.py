@@ -101,7 +101,7 @@ def status(c, ticket=None, repo=None, now=None, json=False):
         "repo": REPO,
         "confirm": "the typed confirmation when not interactive: 'DEPLOY PRODUCTION'",
         "image_wait": "seconds to wait for the tag's images in the registry (default 1800)",
-        "lock_wait": "seconds the deploy waits for a held deploy lock (default 0)",
+        "lock_wait": "seconds to wait for a held deploy lock (default 0)",
         "now": NOW,
         "dry_run": "list every git, GitHub and deploy action; change nothing, connect nowhere",
         "json": "print the report as JSON (progress on stderr)",
@@ -131,6 +131,7 @@ def finish(
         confirm=confirm,
         image_wait=number("image-wait", image_wait, minimum=1, default=1800),
     )
+    ctx.locking = True  # the deploy lock from the first git step to the end
     ctx.lock_wait = number("lock-wait", lock_wait)
     if now is not None:
         _at(ctx, now)

@@ -103,7 +103,7 @@ def signoff(c, item, by, note="", version=None, repo=None):
         "repo": REPO,
         "confirm": "the typed confirmation when not interactive: 'DEPLOY PRODUCTION'",
         "image_wait": "seconds to wait for the tag's images in the registry (default 1800)",
-        "lock_wait": "seconds the deploy waits for a held deploy lock (default 0)",
+        "lock_wait": "seconds to wait for a held deploy lock (default 0)",
         "dry_run": "list every git, GitHub and deploy action; change nothing, connect nowhere",
         "json": "print the report as JSON (progress on stderr)",
     }
@@ -131,6 +131,7 @@ def finish(
         confirm=confirm,
         image_wait=number("image-wait", image_wait, minimum=1, default=1800),
     )
+    ctx.locking = True  # the deploy lock from the first git step to the end
     ctx.lock_wait = number("lock-wait", lock_wait)
     steps = release.offline(release.FINISH) if dry_run else release.FINISH
     run_procedure(lambda x: run(steps, x, on_failure=(release.notify_failure,)), ctx, json)

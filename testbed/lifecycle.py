@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from cerniq_ops import backup
 from cerniq_ops.clients.registry import Registry
 from cerniq_ops.errors import TestbedError
-from testbed import images, plan
+from testbed import app_ci, images, plan, sample_app
 from testbed.plan import Testbed, TestbedHost
 
 REQUIRED = {
@@ -208,9 +208,20 @@ class TestbedManager:
         self.progress(f"published {images.publish_traefik(registry, 'cerniq', self.cache_dir)}")
         for ref in images.publish_app(registry, "cerniq", INITIAL_VERSION):
             self.progress(f"published {ref}")
+        self.progress(f"app repository: {self._app_repo()}")
         self.tb.env_file.write_text(plan.env_file(self.tb, passwords, redis_passwords))
         self.tb.env_file.chmod(0o600)
         return True
+
+    def _app_repo(self) -> Path:
+        """The app's bare origin after its first release (v1.0.0, published above), a checkout
+        of it, and the origin's CI hook (testbed/app_ci.py); the checkout's path."""
+        where = self.tb.app_repo_dir
+        shutil.rmtree(where, ignore_errors=True)
+        where.mkdir(parents=True)
+        origin, checkout = sample_app.make_released_app(where)
+        app_ci.install(origin, self.tb.registry_address, "cerniq")
+        return checkout
 
     @property
     def cache_dir(self) -> Path:
@@ -376,7 +387,7 @@ class TestbedManager:
             self._remove_cgroups(tb.cgroup_parent(host))
         if Path(f"/sys/class/net/{tb.bridge}").exists():
             _run(["ip", "link", "del", tb.bridge], check=False)
-        for sub in ("hosts", "inventories", "group_data"):
+        for sub in ("hosts", "inventories", "group_data", tb.app_repo_dir.name):
             shutil.rmtree(tb.dir / sub, ignore_errors=True)
         tb.env_file.unlink(missing_ok=True)
         for control in tb.ssh_dir.glob("cm-*"):
@@ -449,5 +460,7 @@ class TestbedManager:
         mounts = Path("/proc/self/mountinfo").read_text()
         found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(tb.dir) in line]
         found += [f"process {p}" for h in tb.hosts if (p := self._launcher_pid(h))]
-        found += [f"files {p}" for p in [tb.dir / "hosts", tb.env_file] if p.exists()]
+        found += [
+            f"files {p}" for p in [tb.dir / "hosts", tb.env_file, tb.app_repo_dir] if p.exists()
+        ]
         return found

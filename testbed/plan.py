@@ -116,6 +116,12 @@ class Testbed:
         return self.dir / "env"
 
     @property
+    def app_repo_dir(self) -> Path:
+        """The app's repository: `origin.git` (bare, its CI hook: testbed/app_ci.py) and `app`,
+        a checkout of it (what CERNIQ_APP_REPO points at)."""
+        return self.dir / "app-repo"
+
+    @property
     def secrets_file(self) -> Path:
         return self.dir / "secrets.env"
 
@@ -430,6 +436,7 @@ def env_file(
         f"export CERNIQ_TESTBED_DIR={shlex.quote(str(tb.dir))}",
         f"export CERNIQ_TESTBED_PREFIX={shlex.quote(tb.prefix)}",
         f"export CERNIQ_TESTBED_NET={shlex.quote(tb.net)}",
+        f"export CERNIQ_APP_REPO={shlex.quote(str(tb.app_repo_dir / 'app'))}",
     ]
     lines += [
         f"export CERNIQ_TESTBED_{env.upper()}_DB_PASSWORD={shlex.quote(pw)}"

@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from cerniq_ops import audit_checks as ac
-from cerniq_ops.audit import now_utc
+from cerniq_ops.clock import now_utc
 from verify.helpers import problems_or_pass, read, read_bytes
 
 BASELINE = ".audit-verified"  # under app_root: line count + sha256 of the log a verify passed

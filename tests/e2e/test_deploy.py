@@ -217,6 +217,41 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert (audit_count(testinfra_host), container_ids(testinfra_host)) == before
 
 
+def test_dry_run_diff_after_a_settings_change_shows_exactly_that_file_redacted(
+    production_v1, testinfra_host
+):
+    """Production converged on v1.1.0; a new Redis password (a settings change) changes only
+    the env file: the dry run names that file on each host and its changed key, never a
+    value, and changes nothing."""
+    before = (audit_count(testinfra_host), container_ids(testinfra_host))
+    env_before = testinfra_host("prod-app1").file("/opt/cerniq/.env").content_string
+    new_password = "n3w-redis@#/:secret"
+    r = invoke(
+        *("deploy", "--env", "production", "--version", "v1.1.0", *SKIP_CI),
+        *("--dry-run", "--diff"),
+        env={prod().redis_password_env: new_password},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    planned = [x.strip() for x in r.stdout.splitlines() if "would change " in x]
+    assert planned == [
+        f"would change {h}: cerniq app files | /opt/cerniq/.env" for h in ("prod-app1", "prod-app2")
+    ]
+    for h in ("prod-app1", "prod-app2"):
+        diff = [x.strip() for x in r.stdout.splitlines() if x.strip().startswith(f"{h}: ")]
+        assert diff == [
+            f"{h}: /opt/cerniq/.env (secret: keys only)",
+            f"{h}: ~ REDIS_URL=*** (value changed)",
+        ], r.stdout
+    assert "n3w-redis" not in r.stdout + r.stderr and "n3w-redis%40" not in r.stdout
+    assert (audit_count(testinfra_host), container_ids(testinfra_host)) == before
+    assert testinfra_host("prod-app1").file("/opt/cerniq/.env").content_string == env_before
+
+
+def test_diff_without_a_dry_run_is_refused_before_anything(production_v1, testinfra_host):
+    r = invoke("deploy", "--env", "production", "--version", "v1.1.0", *SKIP_CI, "--diff")
+    assert r.returncode == 2 and r.stderr.startswith("error: --diff shows what a dry run")
+
+
 def test_dry_run_lists_planned_changes_and_changes_nothing(production_v1, testinfra_host):
     before = (audit_count(testinfra_host), container_ids(testinfra_host))
     r = invoke("deploy", "--env", "production", "--version", "v1.0.0", *SKIP_CI, "--dry-run")

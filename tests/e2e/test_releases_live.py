@@ -2,31 +2,30 @@
 production under live load (0 failed requests); a hotfix from main with its SLA report and
 post-mortem; a finish killed after its tag completes on re-run without a second tag.
 
-The app repository is real (a bare origin and a checkout in a temporary folder, made by
-tests/support/sample_app.py); the app's CI is played by a watcher thread: when a tag reaches
-origin it marks the tag's commit green on the GitHub stand-in and pushes that version's images
-to the testbed registry. GitHub and Slack are the local stand-ins."""
+The app repository is the testbed's (a bare origin and a checkout, testbed/sample_app.py); the
+origin's post-receive hook is the app's CI (testbed/app_ci.py): a pushed release tag gets a
+green check run on the GitHub stand-in and its images in the testbed registry, in the
+background, as CI would. GitHub and Slack are the local stand-ins."""
 
 from __future__ import annotations
 
 import json
-import threading
+import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cerniq_ops import settings
 from cerniq_ops.verification import assert_verified
-from testbed import images
+from testbed import app_ci
 from testbed.load import Load
+from testbed.sample_app import git, refs
 from tests.support.cli import invoke
 from tests.support.github_prs import GitHubPulls
 from tests.support.interrupt import kill_after
-from tests.support.sample_app import git, make_ready, make_released_app, refs
+from tests.support.release_ready import make_ready
 
 pytestmark = pytest.mark.e2e
-PROJECT = Path(__file__).resolve().parents[2]
 CONFIRM = ("--confirm", "DEPLOY PRODUCTION")
 SKIP_CI = ("--skip-ci-check", "--reason", "e2e test")
 
@@ -36,51 +35,30 @@ def app_urls() -> list[str]:
     return [f"http://{h.address}:{s.health_port}" for h in s.app_hosts]
 
 
-class AppCI:
-    """The app's CI: a tag pushed to origin gets a green check and its images published."""
-
-    def __init__(self, origin: Path, gh: GitHubPulls, registry) -> None:
-        self.origin, self.gh, self.registry = origin, gh, registry
-        self.published: set[str] = {"v1.0.0"}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.5):
-            for tag in git(self.origin, "tag", "--list", "v*").split():
-                if tag not in self.published:
-                    self.gh.set_check(tag, "success")
-                    images.publish_app(self.registry, "cerniq", tag)
-                    self.published.add(tag)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def world(testbed, tmp_path_factory):
-    """Production and staging on v1.0.0 (migrations applied on staging); the app repository
-    after its first release; the GitHub stand-in reading that origin; team.yml pointing there."""
+def world(testbed):
+    """Production and staging on v1.0.0 (migrations applied on staging); the testbed's app
+    repository (its origin after the first release, CERNIQ_APP_REPO its checkout) with the
+    origin's CI reporting to the GitHub stand-in, which reads that origin."""
     for env, extra in (("staging", ()), ("production", CONFIRM)):
         r = invoke("deploy", "--env", env, "--version", "v1.0.0", *SKIP_CI, *extra)
         assert r.returncode == 0, r.stdout + r.stderr
-    where = tmp_path_factory.mktemp("release")
-    origin, root = make_released_app(where)
+    origin = testbed.tb.app_repo_dir / "origin.git"
+    root = Path(os.environ["CERNIQ_APP_REPO"])
     gh = GitHubPulls(origin=origin)
-    team = yaml.safe_load((PROJECT / "team.yml").read_text())
-    team["app_repo"] = str(root)
-    (where / "team.yml").write_text(yaml.safe_dump(team, sort_keys=False))
+    app_ci.configure_github(origin, gh.url, gh.repo, gh.token)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CERNIQ_TEAM_FILE", str(where / "team.yml"))
         mp.setenv("CERNIQ_OVERRIDE_GITHUB_API", gh.url)
         mp.setenv("CERNIQ_OVERRIDE_GITHUB_REPO", gh.repo)
         mp.setenv("GITHUB_TOKEN", gh.token)
-        ci = AppCI(origin, gh, testbed.registry())
-        yield {"origin": origin, "root": root, "gh": gh, "ci": ci}
-        ci.stop()
+        yield {"origin": origin, "root": root, "gh": gh}
     gh.close()
+
+
+def built_by_ci(origin: Path, tag: str) -> bool:
+    """The origin's CI (testbed/app_ci.py) reported TAG green and published its images."""
+    log = (origin / app_ci.LOG).read_text()
+    return f"{tag}: check run CI success" in log and f"/cerniq/workers:{tag}" in log
 
 
 def test_a_minor_release_from_start_to_finish_under_load_has_zero_failed_requests(
@@ -134,6 +112,7 @@ def test_a_minor_release_from_start_to_finish_under_load_has_zero_failed_request
         p for p in slack.posts if p["text"].endswith("Release v1.1.0 deployed to production")
     ]
     assert announced and "- api: lead scoring (#12) (" in announced[0]["blocks"][-1]["text"]["text"]
+    assert built_by_ci(origin, "v1.1.0")  # the images came from the tag's push
     assert_verified("production")
 
 
@@ -176,6 +155,7 @@ def test_a_hotfix_from_main_reaches_production_with_its_sla_report(world, slack,
     [pm] = [x for x in records if x.get("type") == "post-mortem"]
     assert pm["hotfix"] == {"ticket": "CERN-123", "version": "1.1.1"} and pm["post_mortem_due"]
     assert git(origin, "merge-base", "--is-ancestor", "v1.1.1", "develop") == ""
+    assert built_by_ci(origin, "v1.1.1")
     assert_verified("production")
 
 
@@ -195,8 +175,15 @@ def test_a_finish_killed_after_its_tag_completes_on_rerun_without_a_second_tag(w
     tag = git(origin, "rev-parse", "v1.2.0").strip()
     before = refs(origin)
     assert "refs/heads/release/v1.2.0" in before
+    # the killed finish held production's deploy lock: nothing else deploys until released
+    held = invoke("release.finish", *CONFIRM, "--image-wait", "300")
+    assert held.returncode == 3 and "held by" in held.stderr, held.stdout + held.stderr
+    assert refs(origin) == before
+    released = invoke("lock.release", "--env", "production", "--confirm", "RELEASE production")
+    assert released.returncode == 0 and "released: " in released.stdout, released.stdout
     r = invoke("release.finish", *CONFIRM, "--image-wait", "300")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "a previous run of release.finish died at step " in r.stdout
     assert "v1.2.0 already on origin" in r.stdout
     assert git(origin, "rev-parse", "v1.2.0").strip() == tag
     assert git(origin, "tag", "--list", "v1.2.*").split() == ["v1.2.0"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.sample_app import git, make_sample_app
 from tests.support.cli import invoke
-from tests.support.sample_app import git, make_sample_app
 
 pytestmark = pytest.mark.integration
 CHECK_JSONSCHEMA = str(Path(sys.executable).parent / "check-jsonschema")

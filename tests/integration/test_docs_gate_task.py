@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from testbed.sample_app import commit, make_sample_app, write
 from tests.support.cli import invoke
-from tests.support.sample_app import commit, make_sample_app, write
 
 pytestmark = pytest.mark.integration
 

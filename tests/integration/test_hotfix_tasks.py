@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from testbed.sample_app import git, refs
 from tests.integration.test_release_tasks import app, gh  # noqa: F401 - fixtures
 from tests.support.cli import invoke
 from tests.support.fakehost import fake_sessions
-from tests.support.sample_app import git, refs
 
 pytest_plugins = ["pg_fixtures"]
 pytestmark = pytest.mark.integration

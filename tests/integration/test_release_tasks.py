@@ -1,5 +1,5 @@
 """`invoke release.*` as a user runs it, without the testbed: a real bare `origin` and checkout
-(tests/support/sample_app.py), the GitHub stand-in over HTTP (it reads branch heads from that
+(testbed/sample_app.py), the GitHub stand-in over HTTP (it reads branch heads from that
 origin, as GitHub would), staging's migration status from a local PostgreSQL database.
 finish's deploy, image wait and announcement are covered by tests/e2e/test_releases_live.py."""
 
@@ -14,10 +14,11 @@ from pg_fixtures import ADMIN, REPO_MIGRATIONS
 
 from cerniq_ops import release
 from migrations_runner import migrate
+from testbed.sample_app import git, make_released_app, refs
 from tests.support.cli import invoke
 from tests.support.fakehost import fake_sessions
 from tests.support.github_prs import GitHubPulls
-from tests.support.sample_app import git, make_ready, make_released_app, refs
+from tests.support.release_ready import make_ready
 
 pytest_plugins = ["pg_fixtures"]
 pytestmark = pytest.mark.integration

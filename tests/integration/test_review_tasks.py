@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.sample_app import git, make_sample_app
 from tests.support.cli import invoke
 from tests.support.github_prs import GitHubPulls
 from tests.support.outside import SlackWebhook
-from tests.support.sample_app import git, make_sample_app
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import psycopg
 import pytest
 
 from cerniq_ops import settings, survey
-from testbed import images
+from testbed import app_ci, images
+from testbed.sample_app import git
+from tests.support.github_prs import GitHubPulls
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +91,43 @@ def test_hosts_log_in_as_deploy_with_their_own_accounts_and_root_only_by_alias(
     assert denied.rc != 0 and "password is required" in denied.stderr
     assert app.run("sudo -n -l").rc != 0  # no rule at all on app hosts
     assert db.process.filter(user="redis", comm="redis-server")
+
+
+def test_a_release_tag_pushed_to_the_app_origin_is_built_by_its_ci(testbed, tmp_path):
+    """The app's repository is part of the testbed: CERNIQ_APP_REPO is a checkout of a bare
+    origin whose post-receive hook plays the app's CI (testbed/app_ci.py): the push returns,
+    then a green check run reaches GitHub (the stand-in) and the tag's images the registry."""
+    checkout = Path(os.environ["CERNIQ_APP_REPO"])
+    origin = testbed.tb.app_repo_dir / "origin.git"
+    assert git(checkout, "remote", "get-url", "origin").strip() == str(origin)
+    assert git(origin, "tag", "--list").split() == ["v1.0.0"]
+    with GitHubPulls(origin=origin) as gh:
+        app_ci.configure_github(origin, gh.url, gh.repo, gh.token)
+        assert oct((origin / app_ci.CONFIG).stat().st_mode & 0o777) == "0o600"
+        git(checkout, "tag", "-a", "v1.0.1", "-m", "Release v1.0.1", "origin/main")
+        pushed = subprocess.run(
+            ["git", "-C", str(checkout), "push", "origin", "refs/tags/v1.0.1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "CI: build of v1.0.1 queued" in pushed.stderr  # git relays the hook's output
+        deadline = time.monotonic() + 60
+        registry = testbed.registry()
+        while time.monotonic() < deadline and not all(
+            registry.has_manifest(f"cerniq/{svc}", "v1.0.1") for svc in images.APP_SERVICES
+        ):
+            time.sleep(0.2)
+        sha = git(origin, "rev-parse", "v1.0.1^{commit}").strip()
+        log = (origin / app_ci.LOG).read_text()
+        assert f"v1.0.1: check run CI success on {sha[:10]} (GitHub answered 201)" in log, log
+        for svc in images.APP_SERVICES:
+            assert f"v1.0.1: published {testbed.tb.registry_address}/cerniq/{svc}:v1.0.1" in log
+        assert [(r["name"], r["conclusion"]) for r in gh.check_runs_json(sha)] == [
+            ("CI", "success")
+        ]
+        assert f"POST /repos/{gh.repo}/check-runs" in gh.requests
+    assert gh.token not in log
 
 
 def test_publish_broken_version_has_no_health(testbed):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.sample_app import make_sample_app
 from tests.support.cli import invoke
-from tests.support.sample_app import make_sample_app
 
 pytestmark = pytest.mark.integration
 PROJECT = Path(__file__).resolve().parents[2]

@@ -147,6 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = {"id": len(gh.statuses) + 1, "sha": parts[4], **body}
             gh.statuses.append(status)
             return self._json(201, status)
+        if rest == ["check-runs"]:  # what a CI app reports (testbed/app_ci.py)
+            return self._create_check_run(gh, body)
         if rest == ["pulls"]:
             return self._create_pull(gh, body)
         if len(rest) == 3 and rest[0] == "pulls" and rest[2] == "requested_reviewers":
@@ -176,6 +178,15 @@ class _Handler(BaseHTTPRequestHandler):
                 "documentation_url": "https://docs.github.com/rest",
             },
         )
+
+    def _create_check_run(self, gh: GitHubPulls, body: dict) -> None:
+        sha, name = body.get("head_sha"), body.get("name")
+        if not sha or not name:
+            return self._json(422, {"message": "Invalid request.", "errors": ["name, head_sha"]})
+        completed = body.get("status") == "completed" or "conclusion" in body
+        gh.set_check(sha, body.get("conclusion") if completed else None, name)
+        [run] = [r for r in gh.check_runs_json(sha) if r["name"] == name]
+        return self._json(201, run)
 
     def _create_pull(self, gh: GitHubPulls, body: dict) -> None:
         head, base = body.get("head", ""), body.get("base", "")

@@ -25,6 +25,12 @@ class _Server:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 class _SlackHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet

@@ -164,10 +164,10 @@ def traefik(stale: str | None = None, broken: bool = False):
     (or STALE routing forever, as a Traefik that never takes the change; BROKEN: bad JSON)."""
 
     def answer(cmd: str, host: FakeHost) -> tuple[bool, str]:
+        if "/metrics" in cmd:
+            return True, "<html>oops" if broken == "metrics" else ""
         if broken:
             return True, "<html>oops\n200"
-        if "/metrics" in cmd:
-            return True, ""
         config = yaml.safe_load(host.files.get(DYNAMIC, "") or "{}") or {}
         http = config.get("http", {})
         if "/routers/cerniq-app@file" in cmd:
@@ -254,6 +254,21 @@ def test_a_host_lost_during_the_switch_back_is_named_with_what_it_routes(run_on_
     assert routes(fakes[APP2]) == "cerniq-green-first"
     assert fakes[APP1].files[PENDING]  # kept: the next run settles what is left
     assert bluegreen.where_traffic_goes(ctx).startswith(str(partial.value) + "; traffic: ")
+
+
+def test_metrics_that_are_not_an_exposition_stop_the_switch_before_any_write(run_on_fakes):
+    ctx, fakes = run_on_fakes
+    fakes[APP2].answer(r"curl .*127\.0\.0\.1:64080", traefik(broken="metrics"))
+    with pytest.raises(StepFailed) as caught:
+        bluegreen.switch_traffic(ctx)
+    assert str(caught.value).startswith(
+        f"{APP2}: Traefik's /metrics is not a Prometheus exposition: "
+    )
+    assert routes(fakes[APP1]) == routes(fakes[APP2]) == "cerniq-blue-first"
+    assert PENDING not in fakes[APP1].files
+    assert (
+        bluegreen.switch_back(ctx) == "nothing to switch back: traffic never left cerniq-blue-first"
+    )
 
 
 def test_a_failure_before_any_write_switches_nothing_back(run_on_fakes):

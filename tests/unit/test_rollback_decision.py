@@ -40,7 +40,12 @@ def test_window_between_two_scrapes():
 
 def test_label_values_with_escapes_parse():
     (sample,) = metrics.parse('m{a="x\\"y",b="z"} 3')
-    assert sample == ("m", {"a": 'x\\"y', "b": "z"}, 3.0)
+    assert sample == ("m", {"a": 'x"y', "b": "z"}, 3.0)  # unescaped, as Prometheus reads it
+
+
+def test_text_that_is_not_an_exposition_is_refused():
+    with pytest.raises(ValueError, match="invalid metric name"):
+        metrics.parse("<html>oops")
 
 
 def w(requests, errors, mean_ms):

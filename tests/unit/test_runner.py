@@ -231,6 +231,49 @@ def test_a_lock_released_under_a_running_procedure_stops_it_at_the_next_step(env
     )
 
 
+def test_a_run_inside_a_locked_run_works_under_its_lock_and_leaves_it_held(env):
+    """release.finish's deploy: the inner run takes no second lock, marks its steps on the
+    outer's record, and neither releases the lock nor ends the journal; the outer does both."""
+    s, hosts, root = env
+    seen: dict[str, object] = {}
+
+    @step(offline=True)
+    def validate(ctx):  # before the inner run's session: no journal mark, no host
+        seen["validated"] = True
+
+    @step()
+    def rolling_update(ctx):
+        seen["inner step"] = lock.status(ctx.primary, s).step
+
+    @step()
+    def deploy_production(ctx):
+        inner = Context(
+            s,
+            "deploy",
+            version="v1.2.0",
+            progress=ctx.progress,
+            locking=False,
+            held_lock=ctx.held_lock,
+        )
+        run((validate, rolling_update), inner)
+        seen["after inner"] = lock.status(ctx.primary, s)
+        seen["journal"] = read_journal(root)["outcome"]
+
+    @step()
+    def merge_back(ctx):
+        seen["last step token"] = lock.status(ctx.primary, s).token
+
+    outer = context(s)
+    outer.procedure = "release.finish"
+    run((deploy_production, merge_back), outer)
+    assert seen["validated"] and seen["inner step"] == "rolling_update"
+    held = seen["after inner"]
+    assert held is not None and held.procedure == "release.finish"
+    assert seen["last step token"] == held.token  # the same lock all along
+    assert seen["journal"] == "running"
+    assert not (root / "deploy.lock").exists() and read_journal(root)["outcome"] == "ok"
+
+
 def test_lock_wait_waits_for_the_holder_to_finish(env):
     s, hosts, root = env
     host = hosts[APP]
