@@ -1391,42 +1391,6 @@ def status(s: Settings) -> list[dict]:
     return rows
 
 
-# -- `make demo`: a blue-green rollout of a new version under live traffic -----------------------
-def demo(s: Settings, versions: tuple[str, str], say: Callable[[str], None]) -> str:
-    """Blue-green rollout under keep-alive load through every app host; returns a summary.
-
-    A first rollout (--initial) puts what the environment serves now (or VERSIONS[0]) on blue
-    when it has no marker; then the other version of the two goes to the idle color while the
-    load runs. Call: `say(bluegreen.demo(settings.load("production"), ("v1.0.0", "v1.1.0"), say))`
-    """
-    from testbed.load import Load
-
-    def ctx(name: str, version: str | None, **options) -> Context:
-        options.setdefault("confirm", s.confirm_phrase)
-        options.setdefault("analysis_seconds", 3)
-        return Context(s, name, version=version, options=options, progress=say)
-
-    status_now = status(s)
-    if all(row["active"] is None for row in status_now):
-        serving = health(s.public_url).version  # what a rolling deploy may already serve
-        first = serving if serving in versions else versions[0]
-        run_procedure(DEPLOY, ctx("bluegreen.deploy", first, initial=True))
-        status_now = status(s)
-    active = status_now[0]["active"]
-    current = status_now[0]["colors"][active]["version"]
-    target = versions[1] if current != versions[1] else versions[0]
-    urls = [f"http://{h.address}:{s.health_port}" for h in s.app_hosts]
-    with Load(urls, workers=4) as load:
-        load.wait_for_requests(200)
-        run_procedure(DEPLOY, ctx("bluegreen.deploy", target))
-        load.wait_for_requests(load.result.total + 200)
-    r = load.result
-    return (
-        f"blue-green rollout {current} -> {target} on {s.env} under load: {r.total} requests, "
-        f"{r.failed} failed; served {dict(r.versions)}"
-    )
-
-
 # -- used by `invoke rollback` -------------------------------------------------------------------
 def rollback_path(ctx: Context) -> str | None:
     """How `invoke rollback` reaches its target (ctx.version) on a blue-green environment: switch

@@ -3,9 +3,11 @@
 from invoke import task
 
 from cerniq_ops import bluegreen, settings, survey
+from cerniq_ops.clients.http import health
 from cerniq_ops.deploy import deploy
 from cerniq_ops.output import say
 from cerniq_ops.procedure import Context
+from cerniq_ops.settings import Settings
 from tasks._cli import cli
 from tasks.testbed import _manager, aim_at_testbed
 
@@ -45,7 +47,7 @@ def demo(c):
         load.wait_for_requests(load.result.total + 200)
     rolling = load.stop()
     say("")
-    blue_green = bluegreen.demo(settings.load("staging"), ("v1.0.0", "v1.1.0"), say)
+    blue_green = bluegreen_rollout(settings.load("staging"), ("v1.0.0", "v1.1.0"))
     say("")
     say(
         f"rolling deploy v1.0.0 -> v1.1.0 on production under load: {rolling.total} requests, "
@@ -53,3 +55,37 @@ def demo(c):
     )
     say(blue_green)
     say(f"production: {', '.join(urls)}; staging: {settings.load('staging').public_url}")
+
+
+def bluegreen_rollout(s: Settings, versions: tuple[str, str]) -> str:
+    """A blue-green rollout under keep-alive load through every app host of S; its summary.
+
+    A first rollout (--initial) puts what the environment serves now (or VERSIONS[0]) on blue
+    when it has no marker; then the other version of the two goes to the idle color while the
+    load runs."""
+    from testbed.load import Load
+
+    def ctx(name: str, version: str | None, **options) -> Context:
+        options.setdefault("confirm", s.confirm_phrase)
+        options.setdefault("analysis_seconds", 3)
+        return Context(s, name, version=version, options=options, progress=say)
+
+    status_now = bluegreen.status(s)
+    if all(row["active"] is None for row in status_now):
+        serving = health(s.public_url).version  # what a rolling deploy may already serve
+        first = serving if serving in versions else versions[0]
+        bluegreen.run_procedure(bluegreen.DEPLOY, ctx("bluegreen.deploy", first, initial=True))
+        status_now = bluegreen.status(s)
+    active = status_now[0]["active"]
+    current = status_now[0]["colors"][active]["version"]
+    target = versions[1] if current != versions[1] else versions[0]
+    urls = [f"http://{h.address}:{s.health_port}" for h in s.app_hosts]
+    with Load(urls, workers=4) as load:
+        load.wait_for_requests(200)
+        bluegreen.run_procedure(bluegreen.DEPLOY, ctx("bluegreen.deploy", target))
+        load.wait_for_requests(load.result.total + 200)
+    r = load.result
+    return (
+        f"blue-green rollout {current} -> {target} on {s.env} under load: {r.total} requests, "
+        f"{r.failed} failed; served {dict(r.versions)}"
+    )
