@@ -50,11 +50,11 @@ def git(root: Path, *args: str) -> str:
     return r.stdout
 
 
-def changed_files(root: Path, base: str) -> list[tuple[str, str]]:
+def changed_files(root: Path, base: str, head: str = "HEAD") -> list[tuple[str, str]]:
     """(status letter, path) of what HEAD changed since its merge base with BASE (A, M, D, R)."""
     if not exists_at(root, base, ""):
         raise BadInput(f"unknown base {base!r} in {root}; pass --base REF (a branch, tag or sha)")
-    out = git(root, "diff", "--name-status", "--no-renames", f"{base}...HEAD")
+    out = git(root, "diff", "--name-status", "--no-renames", f"{base}...{head}")
     rows = []
     for line in out.splitlines():
         status, _, path = line.partition("\t")

@@ -1,12 +1,15 @@
-"""`invoke review.*`: code review rules (seed 4.1, 4.2, 15.1) from team.yml."""
+"""`invoke review.*`: code review rules (seed 4.1, 4.2, 15.1) and the feature checklist (3.3)."""
+
+from dataclasses import asdict
 
 from invoke import task
 from invoke.exceptions import Exit
 
 from cerniq_ops import app_repo, business, notify, review, team
+from cerniq_ops import feature as feature_rules
 from cerniq_ops.clients import github
 from cerniq_ops.errors import BadInput
-from cerniq_ops.output import emit_json, say
+from cerniq_ops.output import emit_json, say, table
 from tasks._cli import cli
 
 REPO = "the app repository checkout (default: team.yml app_repo)"
@@ -27,6 +30,35 @@ def _pr_number(pr) -> int:
     if not text.isdigit() or int(text) < 1:
         raise BadInput(f"invalid PR {pr!r}: expected its number, e.g. 42")
     return int(text)
+
+
+@task(help={"pr": "the pull request number", "repo": REPO, "json": "print the items as JSON"})
+@cli
+def feature(c, pr, repo=None, json=False):
+    """The PR's feature development checklist (seed 3.3), each item judged from git and GitHub
+    with its evidence; exit 1 naming what is missing."""
+    number, t, out = _pr_number(pr), team.load(), team.outside()
+    root = app_repo.repo_dir(repo, t.get("app_repo"))
+    token = out.token()
+    api, name = out.github_api, out.github_repo
+    pull = github.pull(api, name, number, token)
+    reviews = github.pull_reviews(api, name, number, token)
+    ci = github.commit_checks(api, name, pull["head"]["sha"], token)
+    items = feature_rules.checklist(feature_rules.gather(root, t, pull, reviews, ci), t)
+    missing = [i for i in items if not i.ok]
+    if json:
+        emit_json({"pr": number, "ok": not missing, "items": [asdict(i) for i in items]})
+    else:
+        say(f"PR #{number}: {pull.get('title', '')} ({pull['head']['ref']})")
+        say(
+            table(
+                ("group", "item", "state", "evidence"),
+                [(i.group, i.label, "ok" if i.ok else "MISSING", i.evidence) for i in items],
+            )
+        )
+        say(f"{len(missing)} item(s) missing" if missing else "feature checklist complete")
+    if missing:
+        raise Exit(code=1)
 
 
 @task(

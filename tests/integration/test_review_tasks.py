@@ -3,12 +3,13 @@ stand-ins (GitHub's and Slack's real formats). The clock is an argument (--now):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from testbed.sample_app import git, make_sample_app
+from testbed.sample_app import commit, git, make_released_app, make_sample_app, write
 from tests.support.cli import invoke
 from tests.support.github_prs import GitHubPulls
 from tests.support.outside import SlackWebhook
@@ -174,3 +175,150 @@ def test_codeowners_refuses_a_folder_that_is_not_a_repo(tmp_path, team_file):
     assert r.stderr.strip() == (
         f"error: {tmp_path} is not a git repository; pass --repo PATH to the app's checkout"
     )
+
+
+# -- the feature checklist (seed 3.3) ------------------------------------------------------------
+FILLED = """## Description
+Caches lead scores for an hour (CERN-42).
+
+## Type of Change
+- [ ] Bug fix
+- [x] New feature
+- [ ] Breaking change
+- [ ] Documentation
+
+## Testing
+- [x] Unit tests
+- [ ] Integration tests
+- [ ] Manual testing
+
+## Checklist
+- [x] Code follows standards
+- [x] Tests pass
+- [x] Documentation updated
+- [x] Changelog updated
+"""
+
+
+@pytest.fixture
+def feature_repo(tmp_path, monkeypatch, team_file):
+    """The app after its first release, a feature branch pushed, the GitHub stand-in reading
+    that origin, CERNIQ_APP_REPO the checkout."""
+    origin, root = make_released_app(tmp_path)
+    monkeypatch.setenv("CERNIQ_APP_REPO", str(root))
+    server = GitHubPulls(origin=origin)
+    monkeypatch.setenv("CERNIQ_OVERRIDE_GITHUB_API", server.url)
+    monkeypatch.setenv("CERNIQ_OVERRIDE_GITHUB_REPO", server.repo)
+    monkeypatch.setenv("GITHUB_TOKEN", server.token)
+    yield origin, root, server
+    server.close()
+
+
+def push_branch(root, branch: str, commits: list[tuple[dict, str]], start="origin/develop"):
+    git(root, "checkout", "-q", "-b", branch, start)
+    for files, message in commits:
+        write(root, files)
+        commit(root, message)
+    git(root, "push", "-q", "origin", branch)
+    git(root, "checkout", "-q", "develop")
+
+
+def test_a_complete_feature_pr_passes_every_item(feature_repo):
+    origin, root, gh = feature_repo
+    branch = "feature/CERN-42-score-cache"
+    push_branch(
+        root,
+        branch,
+        [
+            ({"packages/api/src/cache.js": "// cache\n"}, "feat(api): lead score cache"),
+            ({"test/unit/cache.test.js": "// test\n"}, "test(api): cache expiry"),
+            ({"CHANGELOG.md": "# Changelog\n\n## Unreleased\n- Score cache.\n"}, "docs: changelog"),
+        ],
+    )
+    gh.add_pull(
+        42,
+        "elena-cerniq",
+        [],
+        "2026-12-01T08:00:00Z",
+        title="feat(api): lead score cache",
+        requested=["ana-cerniq", "dan-cerniq"],
+        head_ref=branch,
+        body=FILLED,
+        labels=["feature"],
+    )
+    gh.set_check(branch, "success")
+    r = invoke("review.feature", "42", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    items = {i["label"]: (i["ok"], i["evidence"]) for i in json.loads(r.stdout)["items"]}
+    assert all(ok for ok, _ in items.values()), items
+    assert items["Commits with meaningful messages"] == (True, "3 commit(s), all conventional")
+    assert items["Linked to ticket"] == (True, "CERN-42")
+    assert items["Tests updated for behaviour changes"] == (True, "1 test file(s) changed")
+    shown = invoke("review.feature", "42")
+    assert shown.returncode == 0 and shown.stdout.strip().endswith("feature checklist complete")
+
+
+def test_an_incomplete_feature_pr_names_each_missing_item_and_exits_1(feature_repo):
+    origin, root, gh = feature_repo
+    branch = "feature/score-cache"
+    push_branch(
+        root,
+        branch,
+        [({"packages/api/src/services/cache.js": "// cache\n"}, "wip")],
+    )
+    # develop moves on after the branch was cut
+    write(root, {"docs/later.md": "# later\n"})
+    commit(root, "docs: later")
+    git(root, "push", "-q", "origin", "develop")
+    gh.add_pull(
+        43,
+        "elena-cerniq",
+        [],
+        "2026-12-01T08:00:00Z",
+        title="stuff",
+        requested=["dan-cerniq"],
+        head_ref=branch,
+        body="## Description\nBrief description of changes.\n",
+    )
+    gh.set_check(branch, "failure")
+    r = invoke("review.feature", "43", "--json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    items = {i["label"]: (i["ok"], i["evidence"]) for i in json.loads(r.stdout)["items"]}
+    assert items["Branch from the latest develop"] == (
+        False,
+        "1 commit(s) of origin/develop missing: merge or rebase origin/develop",
+    )
+    assert items["Commits with meaningful messages"] == (False, "not conventional: 'wip'")
+    assert items["Tests updated for behaviour changes"] == (False, "1 source file(s), no test")
+    assert items["All tests pass (CI)"][0] is False
+    assert items["Documentation and changelog updated"] == (
+        False,
+        "user-facing change (packages/api/src/services/cache.js) needs an entry in CHANGELOG.md",
+    )
+    assert items["Title follows convention"] == (False, "'stuff' is not `type: summary`")
+    assert items["Description is complete"] == (
+        False,
+        "no '## Type of Change' section; no '## Testing' section; no '## Checklist' section; "
+        "the Description is the template's placeholder",
+    )
+    assert items["Linked to ticket"] == (
+        False,
+        "no CERN-<number> in the title, branch or description",
+    )
+    assert items["Appropriate reviewers requested"] == (
+        False,
+        "1 asked (dan-cerniq); the rules want 2 and @tech-lead",
+    )
+    assert items["Relevant labels added"] == (False, "no labels")
+    shown = invoke("review.feature", "43")
+    assert items["Self-review, lint, tests, docs (the author's checklist)"] == (
+        False,
+        "no Checklist in the description",
+    )
+    assert shown.returncode == 1 and "11 item(s) missing" in shown.stdout
+    assert "MISSING" in shown.stdout
+
+
+def test_a_bad_pr_number_is_one_line_exit_2(feature_repo):
+    r = invoke("review.feature", "abc")
+    assert r.returncode == 2 and r.stderr.startswith("error: invalid PR 'abc'")

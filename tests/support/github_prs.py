@@ -336,6 +336,8 @@ class GitHubPulls(_Server):
         draft=False,
         head_ref=None,
         base_ref="develop",
+        body="",
+        labels=(),
     ):
         self.pulls[number] = {
             "author": author,
@@ -349,7 +351,8 @@ class GitHubPulls(_Server):
             "head": self.head_sha(number),
             "head_ref": head_ref or f"feature/{number}",
             "base_ref": base_ref,
-            "body": "",
+            "body": body,
+            "labels": list(labels),
         }
         if head_ref is None:
             self.commits[self.head_sha(number)] = created_at
@@ -393,6 +396,10 @@ class GitHubPulls(_Server):
             "requested_reviewers": [{"login": u, "type": "User"} for u in p["requested"]],
             "requested_teams": [],
             "body": p["body"],
+            "labels": [
+                {"id": 700 + i, "name": name, "color": "ededed", "default": False}
+                for i, name in enumerate(p.get("labels", []))
+            ],
             "head": {"ref": p["head_ref"], "sha": self.head(n)},
             "base": {"ref": p["base_ref"], "sha": "0" * 40},
         }
