@@ -1,14 +1,15 @@
-"""Bench: the rolling deploy under live traffic, and its wall time for 1 vs 2 app hosts.
+"""Bench: the rolling deploy's wall time with 1, 2 and 4 production app hosts, side by side.
 
-Brings up a testbed of its own (prefix cqbench, 10.89.0.0/24), deploys v1.0.0 to staging
-(1 app host) and production (2 app hosts), then, side by side in one run:
-  1. rolling deploys alternating v1.1.0 / v1.0.0 on production under keep-alive load through
-     both hosts' Traefik until at least --requests requests were made: failed / total;
-  2. the wall time of the same version change on staging (1 host) and on production
-     (2 hosts, one wave each), printed with their ratio.
-Takes the testbed down at the end.
+Brings up three testbeds of its own at once (prefixes cqb1, cqb2, cqb4 on 10.91.1, .2 and .4;
+production with 1, 2 and 4 app hosts), deploys v1.0.0 to staging and production on each, then
+--rounds times, in turn on each testbed (so the machine's noise falls on all three alike) and
+under a keep-alive load through every production host of the three: `invoke deploy --env
+production` to the other version (the default: every host in one wave), timed as a user sees
+it. Then a converged re-run on each (nothing to change). Prints the median wall times, the
+ratios to one host, the failed requests, and last `4 hosts / 1 host = X` (goal: <= 1.3).
+Takes the testbeds down at the end.
 
-    .venv/bin/python bench/bench_deploy.py [--requests 20000] [--rounds 2]
+    .venv/bin/python bench/bench_deploy.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,73 +17,103 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from cerniq_ops import settings  # noqa: E402
-from cerniq_ops.deploy import deploy  # noqa: E402
 from cerniq_ops.output import say  # noqa: E402
-from cerniq_ops.procedure import Context  # noqa: E402
 from testbed import images  # noqa: E402
 from testbed.lifecycle import TestbedManager, read_env_file  # noqa: E402
 from testbed.load import Load  # noqa: E402
 from testbed.plan import Testbed  # noqa: E402
 
-OPTIONS = {"skip_ci_check": True, "reason": "bench", "confirm": "DEPLOY PRODUCTION", "batch": "1"}
+INVOKE = str(Path(sys.executable).parent / "invoke")
+SKIP_CI = ("--skip-ci-check", "--reason", "bench")
+CONFIRM = ("--confirm", "DEPLOY PRODUCTION")
+COUNTS = (1, 2, 4)
 
 
-def run_deploy(env: str, version: str) -> float:
+def deploy(env_vars: dict[str, str], env: str, version: str) -> tuple[float, str]:
+    """`invoke deploy` as a user runs it on one testbed: (seconds, stdout); exits on failure."""
+    extra = CONFIRM if env == "production" else ()
     start = time.monotonic()
-    deploy(
-        Context(
-            settings.load(env), "deploy", version=version, options=OPTIONS, progress=lambda _: None
-        )
+    done = subprocess.run(
+        [INVOKE, "deploy", "--env", env, "--version", version, *SKIP_CI, *extra],
+        cwd=ROOT,
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
     )
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"deploy {env} {version} failed:\n{done.stdout}{done.stderr}")
+    return seconds, done.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=2, help="timed deploys per environment")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    root = Path(__file__).resolve().parents[1]
-    manager = TestbedManager(Testbed(dir=root / ".testbed-bench", prefix="cqbench", net="10.89.0"))
-    manager.up()
-    os.environ.update(read_env_file(manager.tb.env_file))
+    managers = {
+        n: TestbedManager(
+            Testbed(
+                dir=ROOT / f".testbed-bench{n}",
+                prefix=f"cqb{n}",
+                net=f"10.91.{n}",
+                production_app_hosts=n,
+            )
+        )
+        for n in COUNTS
+    }
     try:
-        images.publish_app(manager.registry(), "cerniq", "v1.1.0")
-        for env in ("staging", "production"):
-            run_deploy(env, "v1.0.0")
-        prod = settings.load("production")
-        urls = [f"http://{h.address}:{prod.health_port}" for h in prod.app_hosts]
-        deploys, version = 0, "v1.1.0"
-        with Load(urls, workers=4) as load:
-            while load.result.total < args.requests or deploys == 0:
-                run_deploy("production", version)
-                deploys += 1
-                version = "v1.0.0" if version == "v1.1.0" else "v1.1.0"
-        result = load.result
-        say(
-            f"rolling deploys under load: {deploys} deploys, {result.total} requests, "
-            f"{result.failed} failed ({result.failed / max(result.total, 1):.4%}); "
-            f"versions served: {dict(result.versions)}"
-        )
-        times: dict[str, list[float]] = {"staging": [], "production": []}
-        for _ in range(args.rounds):
+        environ: dict[int, dict[str, str]] = {}
+        urls: list[str] = []
+        for n, manager in managers.items():
+            manager.up()
+            images.publish_app(manager.registry(), "cerniq", "v1.1.0")
+            environ[n] = {**os.environ, **read_env_file(manager.tb.env_file)}
             for env in ("staging", "production"):
-                times[env].append(run_deploy(env, version))
-            version = "v1.0.0" if version == "v1.1.0" else "v1.1.0"
-        one, two = statistics.median(times["staging"]), statistics.median(times["production"])
+                deploy(environ[n], env, "v1.0.0")
+            urls += [
+                f"http://{h.ip}:64000" for h in manager.tb.hosts if h.name.startswith("prod-app")
+            ]
+        times: dict[int, list[float]] = {n: [] for n in COUNTS}
+        rerun: dict[int, tuple[float, bool]] = {}
+        version = "v1.1.0"
+        with Load(urls, workers=6) as load:
+            load.wait_for_requests(200)
+            for _ in range(args.rounds):
+                for n in COUNTS:
+                    times[n].append(deploy(environ[n], "production", version)[0])
+                version = "v1.0.0" if version == "v1.1.0" else "v1.1.0"
+            last = "v1.0.0" if version == "v1.1.0" else "v1.1.0"
+            for n in COUNTS:
+                seconds, out = deploy(environ[n], "production", last)
+                rerun[n] = (seconds, "every host already runs" in out)
+            load.wait_for_requests(load.result.total + 200)
+        result = load.result
+        medians = {n: statistics.median(times[n]) for n in COUNTS}
+        for n in COUNTS:
+            shown = ", ".join(f"{t:.1f}" for t in times[n])
+            say(
+                f"{n} production app host(s): median {medians[n]:.1f}s ({shown}); "
+                f"converged re-run {rerun[n][0]:.1f}s, "
+                f"{'0 changes' if rerun[n][1] else 'CHANGED SOMETHING'}"
+            )
         say(
-            f"deploy wall time, median of {args.rounds}: 1 app host {one:.1f}s, "
-            f"2 app hosts {two:.1f}s; ratio 2 hosts / 1 host = {two / one:.2f}"
+            f"under load through all {len(urls)} hosts: {result.total} requests, "
+            f"{result.failed} failed; served {dict(result.versions)}"
         )
+        say(f"2 hosts / 1 host = {medians[2] / medians[1]:.2f}")
+        say(f"4 hosts / 1 host = {medians[4] / medians[1]:.2f}")
     finally:
-        manager.down()
+        for manager in managers.values():
+            manager.down()
 
 
 if __name__ == "__main__":

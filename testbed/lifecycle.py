@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -373,11 +373,14 @@ class TestbedManager:
 
     # -- down --------------------------------------------------------------------------------
     def down(self, quiet: bool = False) -> None:
-        """Remove every host, namespace, veth, cgroup and the bridge; keep only the cache."""
+        """Remove every host, namespace, veth, cgroup and the bridge; keep only the cache.
+        Every production app host there can be is looked for (a testbed brought up with more
+        than this run's count leaves none behind)."""
         tb = self.tb
-        for host in tb.hosts:
+        every = self._every_host()
+        for host in every:
             self._stop_host(host)
-        for host in tb.hosts:
+        for host in every:
             ns, (outer, _) = tb.netns(host), tb.veth(host)
             if Path(f"/run/netns/{ns}").exists():
                 self._kill_netns_pids(ns)
@@ -445,21 +448,24 @@ class TestbedManager:
                 top.rmdir()
 
     # -- what is left --------------------------------------------------------------------------
+    def _every_host(self) -> tuple[TestbedHost, ...]:
+        return replace(self.tb, production_app_hosts=plan.MAX_PRODUCTION_APP_HOSTS).hosts
+
     def leftovers(self) -> list[str]:
         """Anything of this testbed still on the machine (empty after down())."""
-        tb = self.tb
+        tb, every = self.tb, self._every_host()
         found = [
-            f"netns {tb.netns(h)}" for h in tb.hosts if Path(f"/run/netns/{tb.netns(h)}").exists()
+            f"netns {tb.netns(h)}" for h in every if Path(f"/run/netns/{tb.netns(h)}").exists()
         ]
         found += [
             f"link {n}"
-            for n in [tb.bridge, *(tb.veth(h)[0] for h in tb.hosts)]
+            for n in [tb.bridge, *(tb.veth(h)[0] for h in every)]
             if Path(f"/sys/class/net/{n}").exists()
         ]
         found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{tb.prefix}-*")]
         mounts = Path("/proc/self/mountinfo").read_text()
         found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(tb.dir) in line]
-        found += [f"process {p}" for h in tb.hosts if (p := self._launcher_pid(h))]
+        found += [f"process {p}" for h in every if (p := self._launcher_pid(h))]
         found += [
             f"files {p}" for p in [tb.dir / "hosts", tb.env_file, tb.app_repo_dir] if p.exists()
         ]

@@ -17,6 +17,8 @@ PG_BIN = "/usr/lib/postgresql/15/bin"  # group_data/all.py pg_bin_dir
 DEPLOY_USER = "deploy"  # group_data/all.py ssh_user: what every procedure connects as
 DEPLOY_HOME = f"/home/{DEPLOY_USER}"
 FIRST_ID = 2000  # the deploy user's uid/gid: the first id from here free on the machine
+PRODUCTION_APP_LAST_OCTETS = (21, 22, 24, 25, 26, 27, 28, 29)  # .23 is prod-db
+MAX_PRODUCTION_APP_HOSTS = len(PRODUCTION_APP_LAST_OCTETS)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,15 @@ class Testbed:
     dir: Path
     prefix: str = "cq"
     net: str = "10.77.0"  # a /24: .1 is the bridge in the root namespace
+    production_app_hosts: int = 2  # prod-app1..N (CERNIQ_TESTBED_PRODUCTION_APP_HOSTS)
     __test__ = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.production_app_hosts <= MAX_PRODUCTION_APP_HOSTS:
+            raise ValueError(
+                f"production app hosts: 1 to {MAX_PRODUCTION_APP_HOSTS}, "
+                f"not {self.production_app_hosts}"
+            )
 
     @classmethod
     def from_env(cls, directory: Path) -> Testbed:
@@ -51,18 +61,24 @@ class Testbed:
             dir=directory,
             prefix=os.environ.get("CERNIQ_TESTBED_PREFIX", "cq"),
             net=os.environ.get("CERNIQ_TESTBED_NET", "10.77.0"),
+            production_app_hosts=int(os.environ.get("CERNIQ_TESTBED_PRODUCTION_APP_HOSTS", "2")),
         )
 
     @property
     def hosts(self) -> tuple[TestbedHost, ...]:
+        """prod-app1 and 2 at .21 and .22, prod-db at .23, prod-app3 onwards from .24."""
         n = self.net
+        app = [
+            TestbedHost(f"prod-app{i}", f"{n}.{last}", "production", "app")
+            for i, last in enumerate(PRODUCTION_APP_LAST_OCTETS[: self.production_app_hosts], 1)
+        ]
         return (
             TestbedHost("registry", f"{n}.2", None, "registry"),
             TestbedHost("staging-app1", f"{n}.11", "staging", "app"),
             TestbedHost("staging-db", f"{n}.12", "staging", "db"),
-            TestbedHost("prod-app1", f"{n}.21", "production", "app"),
-            TestbedHost("prod-app2", f"{n}.22", "production", "app"),
+            *app[:2],
             TestbedHost("prod-db", f"{n}.23", "production", "db"),
+            *app[2:],
         )
 
     def host(self, name: str) -> TestbedHost:
@@ -436,6 +452,7 @@ def env_file(
         f"export CERNIQ_TESTBED_DIR={shlex.quote(str(tb.dir))}",
         f"export CERNIQ_TESTBED_PREFIX={shlex.quote(tb.prefix)}",
         f"export CERNIQ_TESTBED_NET={shlex.quote(tb.net)}",
+        f"export CERNIQ_TESTBED_PRODUCTION_APP_HOSTS={tb.production_app_hosts}",
         f"export CERNIQ_APP_REPO={shlex.quote(str(tb.app_repo_dir / 'app'))}",
     ]
     lines += [

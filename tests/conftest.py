@@ -25,6 +25,7 @@ SLOWEST_FIRST = (
     "tests/e2e/test_recovery_rollback.py",  # 713
     "tests/e2e/test_recovery_restore.py",  # 380
     "tests/e2e/test_bluegreen.py",  # 250
+    "tests/e2e/test_waves.py",  # 174 (alone)
     "tests/e2e/test_deploy.py",  # 216
     "tests/e2e/test_rollback.py",  # 174
     "tests/e2e/test_verify.py",  # 114
@@ -50,14 +51,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="module")
-def testbed():
+def testbed(request):
     """A fresh testbed for each test module (modules never see each other's leftovers), taken
-    down at the module's end with nothing left behind."""
+    down at the module's end with nothing left behind. A module's
+    `TESTBED_PRODUCTION_APP_HOSTS = 4` gives production that many app hosts (default 2)."""
     from testbed.lifecycle import TestbedManager, read_env_file
     from testbed.plan import Testbed
 
     prefix, net, folder = worker_testbed(os.environ.get("PYTEST_XDIST_WORKER"))
-    manager = TestbedManager(Testbed(dir=folder, prefix=prefix, net=net), print)
+    count = getattr(request.module, "TESTBED_PRODUCTION_APP_HOSTS", 2)
+    tb = Testbed(dir=folder, prefix=prefix, net=net, production_app_hosts=count)
+    manager = TestbedManager(tb, print)
     manager.up()
     saved = dict(os.environ)
     os.environ.update(read_env_file(manager.tb.env_file))

@@ -140,14 +140,19 @@ def test_up_again_is_a_no_op(testbed):
 
 
 def test_up_recovers_from_a_killed_run_and_down_leaves_nothing(tmp_path):
-    """A second, throwaway testbed: kill it hard, `up` again, then `down` to nothing."""
+    """A second, throwaway testbed (three production app hosts): kill it hard, `up` again with
+    two, then `down` to nothing: no host of the first one left behind."""
     from testbed.lifecycle import TestbedManager
     from testbed.plan import Testbed
 
-    manager = TestbedManager(Testbed(dir=tmp_path / "tb", prefix="cqk", net="10.79.0"))
+    three = Testbed(dir=tmp_path / "tb", prefix="cqk", net="10.79.0", production_app_hosts=3)
+    manager = TestbedManager(three)
     try:
         manager.up()
-        launchers = [s.launcher_pid for s in manager.status()]
+        assert "prod-app3" in {s.host.name for s in manager.status() if s.up}
+        # a later `up` with the default count (2): its down first removes prod-app3 too
+        manager = TestbedManager(Testbed(dir=tmp_path / "tb", prefix="cqk", net="10.79.0"))
+        launchers = [s.launcher_pid for s in TestbedManager(three).status()]
         for pid in launchers:  # what a killed session leaves: namespaces, veths, bridge, mounts
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 15

@@ -16,6 +16,30 @@ def tb(tmp_path):
     return plan.Testbed(dir=tmp_path, prefix="cqz", net="10.99.0")
 
 
+def test_production_can_have_up_to_eight_app_hosts_around_its_db_host(tmp_path, monkeypatch):
+    four = plan.Testbed(dir=tmp_path, prefix="cqz", net="10.99.0", production_app_hosts=4)
+    prod = [(h.name, h.ip) for h in four.hosts if h.env == "production"]
+    assert prod == [
+        ("prod-app1", "10.99.0.21"),
+        ("prod-app2", "10.99.0.22"),
+        ("prod-db", "10.99.0.23"),
+        ("prod-app3", "10.99.0.24"),
+        ("prod-app4", "10.99.0.25"),
+    ]
+    assert "'prod-app4'" in plan.inventory_module(four, "production")
+    assert "export CERNIQ_TESTBED_PRODUCTION_APP_HOSTS=4" in plan.env_file(four, {})
+    names = [four.bridge] + [n for h in four.hosts for n in four.veth(h)]
+    assert len(set(names)) == len(names)
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="production app hosts: 1 to 8"):
+            plan.Testbed(dir=tmp_path, production_app_hosts=bad)
+    monkeypatch.setenv("CERNIQ_TESTBED_PRODUCTION_APP_HOSTS", "1")
+    assert [h.name for h in plan.Testbed.from_env(tmp_path).hosts if h.role == "app"] == [
+        "staging-app1",
+        "prod-app1",
+    ]
+
+
 def test_interface_names_fit_linux_limits(tb):
     names = [tb.bridge] + [n for h in tb.hosts for n in tb.veth(h)]
     assert all(len(n) <= 15 for n in names)
