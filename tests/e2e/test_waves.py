@@ -79,3 +79,27 @@ def test_batch_50_percent_is_two_waves_in_series_with_the_hosts_of_a_wave_at_onc
         current = testinfra_host(name).file("/opt/cerniq/current-version").content_string
         assert current.strip() == "v1.1.0"
     assert_verified("production")
+
+
+def test_the_balancer_keeps_serving_when_a_hosts_traefik_dies_and_a_deploy_brings_it_back(
+    production, testinfra_host, root_host
+):
+    """Production's public URL is its load balancer (HAProxy on prod-lb): with prod-app3's
+    Traefik killed, requests through it still all succeed (a refused connection is retried on
+    another host, the health check takes the host out); the same deploy again starts Traefik
+    on that host, and verify is green."""
+    s = settings.load("production")
+    assert s.public_url == f"http://{production.tb.balancer('production').ip}:80"
+    with Load([s.public_url], workers=4) as load:
+        load.wait_for_requests(200)
+        root_host("prod-app3").check_output(
+            "docker ps -q --filter label=com.docker.compose.project=cerniq-edge | xargs docker kill"
+        )
+        load.wait_for_requests(load.result.total + 600)
+        r = invoke("deploy", "--env", "production", "--version", "v1.1.0", *SKIP_CI, *CONFIRM)
+        load.wait_for_requests(load.result.total + 200)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "prod-app3: traefik started" in r.stdout
+    assert load.result.failed == 0, load.result.failures[:5]
+    assert set(load.result.versions) == {"v1.1.0"}
+    assert_verified("production")

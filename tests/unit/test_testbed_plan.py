@@ -20,6 +20,7 @@ def test_production_can_have_up_to_eight_app_hosts_around_its_db_host(tmp_path, 
     four = plan.Testbed(dir=tmp_path, prefix="cqz", net="10.99.0", production_app_hosts=4)
     prod = [(h.name, h.ip) for h in four.hosts if h.env == "production"]
     assert prod == [
+        ("prod-lb", "10.99.0.20"),
         ("prod-app1", "10.99.0.21"),
         ("prod-app2", "10.99.0.22"),
         ("prod-db", "10.99.0.23"),
@@ -27,6 +28,14 @@ def test_production_can_have_up_to_eight_app_hosts_around_its_db_host(tmp_path, 
         ("prod-app4", "10.99.0.25"),
     ]
     assert "'prod-app4'" in plan.inventory_module(four, "production")
+    assert "'prod-lb'" not in plan.inventory_module(four, "production")  # testbed's, not ours
+    assert plan.haproxy_config(four, "production").endswith(
+        "  server prod-app1 10.99.0.21:64000 check\n"
+        "  server prod-app2 10.99.0.22:64000 check\n"
+        "  server prod-app3 10.99.0.24:64000 check\n"
+        "  server prod-app4 10.99.0.25:64000 check\n"
+    )
+    assert "  bind 10.99.0.20:80\n" in plan.haproxy_config(four, "production")
     assert "export CERNIQ_TESTBED_PRODUCTION_APP_HOSTS=4" in plan.env_file(four, {})
     names = [four.bridge] + [n for h in four.hosts for n in four.veth(h)]
     assert len(set(names)) == len(names)
@@ -59,7 +68,7 @@ def test_generated_inventory_and_group_data_load_as_the_environment(tb, monkeypa
     assert prod.registry == "10.99.0.2:5000"
     assert prod.image("api", "v1.0.0") == "10.99.0.2:5000/cerniq/api:v1.0.0"
     assert prod.db_password_env == "CERNIQ_TESTBED_PRODUCTION_DB_PASSWORD"
-    assert prod.public_url == "http://10.99.0.21:64000"
+    assert prod.public_url == "http://10.99.0.20:80"  # its load balancer
     assert prod.app_root == "/opt/cerniq"  # the seed's layout, as on real hosts
     staging = settings.load("staging", target="testbed")
     assert [h.name for h in staging.hosts] == ["staging-app1", "staging-db"]
