@@ -398,11 +398,6 @@ def describe_containers(found: list[Container]) -> str:
 Traffic = metrics.Window  # requests, 5xx errors, seconds spent: Traefik's counters
 
 
-def service_traffic(prometheus_text: str) -> dict[str, Traffic]:
-    """{`cerniq-green@file`: Traffic} from Traefik's Prometheus text (service metrics)."""
-    return metrics.by_service(metrics.parse(prometheus_text))
-
-
 @dataclass(frozen=True)
 class Verdict:
     ok: bool

@@ -183,7 +183,11 @@ def gather(
         if app_repo.rev(root, ref) is None:
             raise BadInput(f"PR #{pull['number']}: {ref} is not in {root}'s origin")
     log = app_repo.git(root, "log", "--no-merges", "--format=%H%x1f%s", f"{base}..{head}")
-    commits = [tuple(line.split("\x1f", 1)) for line in log.splitlines() if "\x1f" in line]
+    commits = [
+        (sha, subject)
+        for sha, _, subject in (line.partition("\x1f") for line in log.splitlines())
+        if subject
+    ]
     changed = app_repo.changed_files(root, base, head)
     service_root = t["docs"]["service_root"].strip("/")
     merge_base = app_repo.git(root, "merge-base", base, head).strip()
@@ -199,7 +203,7 @@ def gather(
         base=base,
         labels=[label["name"] for label in pull.get("labels") or []],
         behind=int(app_repo.git(root, "rev-list", "--count", f"{head}..{base}").strip()),
-        commits=[(sha, subject) for sha, subject in commits],
+        commits=commits,
         files=[path for _, path in changed],
         ci_passing=ci.passing,
         ci_detail=ci.detail,

@@ -5,8 +5,8 @@ the marker, canary steps and the analysis of Traefik's Prometheus metrics."""
 import pytest
 import yaml
 
-from cerniq_ops import bluegreen, settings
-from cerniq_ops.bluegreen import Traffic, analyse, canary_steps, parse_marker, service_traffic
+from cerniq_ops import bluegreen, metrics, settings
+from cerniq_ops.bluegreen import Traffic, analyse, canary_steps, parse_marker
 from cerniq_ops.errors import BadInput, StepFailed
 
 pytestmark = pytest.mark.unit
@@ -138,7 +138,7 @@ traefik_entrypoint_requests_total{code="200",entrypoint="web",method="GET",proto
 
 
 def test_service_traffic_counts_requests_5xx_and_seconds_per_service():
-    assert service_traffic(METRICS) == {
+    assert metrics.by_service(metrics.parse(METRICS)) == {
         "cerniq-blue@file": Traffic(90, 0, 0.9),
         "cerniq-green@file": Traffic(11, 3, 0),
     }
