@@ -150,7 +150,7 @@ def apply(
         if failed:
             raise StepFailed(f"pyinfra operations failed on {', '.join(failed)}")
         changes = []
-        for host in state.inventory.iter_activated_hosts():
+        for host in sorted(state.inventory.iter_activated_hosts(), key=lambda h: h.name):
             for op_hash, op_data in state.ops[host].items():
                 if op_data.operation_meta.did_change():
                     changes.append(f"{host.name}: {_op_name(state, op_hash)}")
@@ -163,9 +163,11 @@ def _op_name(state: State, op_hash: str) -> str:
 
 
 def _planned(state: State) -> list[str]:
+    """Each host's planned changes, hosts by name (pyinfra activates them in the order their
+    connections came up, which differs from run to run)."""
     planned = []
     with ctx_state.use(state):
-        for host in state.inventory.iter_activated_hosts():
+        for host in sorted(state.inventory.iter_activated_hosts(), key=lambda h: h.name):
             with ctx_host.use(host):
                 for op_hash, op_data in state.ops[host].items():
                     if any(True for _ in op_data.command_generator()):
