@@ -6,7 +6,8 @@ production with 1, 2 and 4 app hosts), deploys v1.0.0 to staging and production 
 under a keep-alive load through every production host of the three: `invoke deploy --env
 production` to the other version (the default: every host in one wave), timed as a user sees
 it. Then a converged re-run on each (nothing to change). Prints the median wall times, the
-ratios to one host, the failed requests, and last `4 hosts / 1 host = X` (goal: <= 1.3).
+SSH logins a deploy opens (counted in the production hosts' sshd logs), the ratios to one
+host, the failed requests, and last `4 hosts / 1 host = X` (goal: <= 1.3).
 Takes the testbeds down at the end.
 
     .venv/bin/python bench/bench_deploy.py [--rounds 3]
@@ -55,6 +56,17 @@ def deploy(env_vars: dict[str, str], env: str, version: str) -> tuple[float, str
     return seconds, done.stdout
 
 
+def ssh_logins(manager: TestbedManager) -> int:
+    """SSH logins accepted so far by the testbed's production hosts (their sshd logs)."""
+    tb = manager.tb
+    total = 0
+    for host in tb.hosts:
+        log = tb.host_dir(host) / "log" / "sshd.log"
+        if host.env == "production" and log.exists():
+            total += log.read_text(errors="replace").count("Accepted publickey")
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -83,13 +95,16 @@ def main() -> None:
                 f"http://{h.ip}:64000" for h in manager.tb.hosts if h.name.startswith("prod-app")
             ]
         times: dict[int, list[float]] = {n: [] for n in COUNTS}
+        logins: dict[int, list[int]] = {n: [] for n in COUNTS}
         rerun: dict[int, tuple[float, bool]] = {}
         version = "v1.1.0"
         with Load(urls, workers=6) as load:
             load.wait_for_requests(200)
             for _ in range(args.rounds):
                 for n in COUNTS:
+                    before = ssh_logins(managers[n])
                     times[n].append(deploy(environ[n], "production", version)[0])
+                    logins[n].append(ssh_logins(managers[n]) - before)
                 version = "v1.0.0" if version == "v1.1.0" else "v1.1.0"
             last = "v1.0.0" if version == "v1.1.0" else "v1.1.0"
             for n in COUNTS:
@@ -103,7 +118,9 @@ def main() -> None:
             say(
                 f"{n} production app host(s): median {medians[n]:.1f}s ({shown}); "
                 f"converged re-run {rerun[n][0]:.1f}s, "
-                f"{'0 changes' if rerun[n][1] else 'CHANGED SOMETHING'}"
+                f"{'0 changes' if rerun[n][1] else 'CHANGED SOMETHING'}; "
+                f"SSH logins per deploy {statistics.median(logins[n]):.0f} "
+                f"({statistics.median(logins[n]) / (n + 1):.1f} per host)"
             )
         say(
             f"under load through all {len(urls)} hosts: {result.total} requests, "

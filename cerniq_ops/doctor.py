@@ -201,8 +201,8 @@ def sudo_finding(s: Settings, target: str, ok: bool, listing: str) -> Finding:
     rule = access.sudo_rule(s.ssh_user, s.db_os_user, programs)
     names = ", ".join(p.rsplit("/", 1)[-1] for p in programs)
     fix = (
-        f"add `{rule}` to {access.SUDOERS_FILE} on {target} "
-        f"(`visudo -f {access.SUDOERS_FILE}`; docs/runbooks/hosts-and-access.md)"
+        f"`invoke setup --env {s.env}` writes `{rule}` to {access.SUDOERS_FILE} on {target} "
+        "(docs/runbooks/hosts-and-access.md)"
     )
     grants = access.parse_sudo_list(listing) if ok else []
     missing, broader = access.sudo_rule_problems(grants, s.db_os_user, programs)
@@ -441,7 +441,8 @@ def check_postgres_here(s: Settings) -> Finding:
             target,
             FAIL,
             f"{where} unreachable from here: {exc.strerror or exc}",
-            f"start PostgreSQL on {target} or open port {info['port']} to this machine",
+            f"`invoke setup --env {s.env}` starts PostgreSQL on {target}; this machine must "
+            f"reach port {info['port']} (setting db_clients lets it in)",
         )
     return Finding("postgres", target, OK, f"{where} accepts connections")
 
@@ -525,7 +526,8 @@ def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
                     spec.name,
                     ok,
                     out,
-                    "install docker and start dockerd; the ssh user must reach its socket",
+                    f"`invoke setup --env {s.env}` installs docker and puts {s.ssh_user} in "
+                    "its group (docs/runbooks/setup.md)",
                     f"docker {out}",
                 )
             )
@@ -536,8 +538,8 @@ def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
                     spec.name,
                     ok,
                     out,
-                    f"install compose so that `{' '.join(s.compose_command)}` works "
-                    "(setting compose_command)",
+                    f"`invoke setup --env {s.env}` installs compose (setting docker_packages); "
+                    f"`{' '.join(s.compose_command)}` must work (setting compose_command)",
                 )
             )
             ok, out = remote(
@@ -557,7 +559,8 @@ def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
                     spec.name,
                     ok,
                     out,
-                    f"install the PostgreSQL client tools in {s.pg_bin_dir} (setting pg_bin_dir)",
+                    f"`invoke setup --env {s.env}` installs PostgreSQL; its tools must be in "
+                    f"{s.pg_bin_dir} (setting pg_bin_dir)",
                 )
             )
             if t["user"] == "root":

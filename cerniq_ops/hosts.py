@@ -24,7 +24,6 @@ from contextlib import contextmanager, suppress
 from paramiko import SSHException
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import connect_all, disconnect_all
-from pyinfra.api.deploy import add_deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.api.operations import run_ops
@@ -53,8 +52,11 @@ if not os.environ.get("CERNIQ_DEBUG"):  # pyinfra's own warnings would repeat ou
     logging.getLogger("pyinfra").propagate = False
 
 
-def build_inventory(settings: Settings, hosts: list[HostSpec] | None = None) -> Inventory:
-    """A pyinfra Inventory of HOSTS (default: all of the environment), grouped by role."""
+def build_inventory(
+    settings: Settings, hosts: list[HostSpec] | None = None, user: str | None = None
+) -> Inventory:
+    """A pyinfra Inventory of HOSTS (default: all of the environment), grouped by role; USER
+    logs in instead of the ssh user of the settings and the inventory (`invoke setup`)."""
     chosen = hosts if hosts is not None else list(settings.hosts)
     shared = {
         "ssh_user": settings.ssh_user,
@@ -63,6 +65,8 @@ def build_inventory(settings: Settings, hosts: list[HostSpec] | None = None) -> 
         "cerniq": {k: v for k, v in dataclasses.asdict(settings).items() if k != "hosts"},
     }
     strict = {"ssh_strict_host_key_checking": "yes"}  # never accept-new, whatever the inventory
+    if user is not None:
+        strict["ssh_user"] = user
     names = [(h.name, {**shared, **h.data, **strict, "roles": list(h.roles)}) for h in chosen]
     groups: dict[str, tuple[list[str], dict]] = {}
     for h in chosen:
@@ -97,9 +101,20 @@ class _ConnectErrors(BaseStateCallback):
 
 
 @contextmanager
-def session(settings: Settings, hosts: list[HostSpec] | None = None) -> Iterator[State]:
-    """Connect to HOSTS; StepFailed naming every unreachable host; always disconnect."""
-    state = State(build_inventory(settings, hosts), Config(CONNECT_TIMEOUT=10, FAIL_PERCENT=0))
+def session(
+    settings: Settings,
+    hosts: list[HostSpec] | None = None,
+    user: str | None = None,
+    *,
+    plan: bool = True,
+) -> Iterator[State]:
+    """Connect to HOSTS (as USER: see build_inventory; a USER other than root runs every
+    operation with sudo); StepFailed naming every unreachable host; always disconnect.
+    PLAN=False: operations read their facts only when they run, in order (as `pyinfra -y`),
+    not all up front, where a fact can depend on what an earlier operation changes (psql on
+    the port a config file about to be written names)."""
+    config = Config(CONNECT_TIMEOUT=10, FAIL_PERCENT=0, SUDO=user not in (None, "root"))
+    state = State(build_inventory(settings, hosts, user), config, check_for_changes=plan)
     errors = _ConnectErrors()
     state.add_callback_handler(errors)
     try:
@@ -131,7 +146,13 @@ _PYINFRA_STATE = threading.Lock()
 
 
 def apply(
-    settings: Settings, targets: list[HostSpec], deploy_fn, *, dry_run: bool = False, **kwargs
+    settings: Settings,
+    targets: list[HostSpec],
+    deploy_fn,
+    *,
+    dry_run: bool = False,
+    user: str | None = None,
+    **kwargs,
 ) -> list[str]:
     """Apply a pyinfra @deploy to TARGETS in a session of its own; the changes it makes.
 
@@ -141,20 +162,71 @@ def apply(
     context (`pyinfra.context.ctx_state` is not thread-local), so hosts rolled at once apply
     their files in turn and run their commands (`sh`) at the same time.
     """
-    with _PYINFRA_STATE, session(settings, targets) as state:
-        add_deploy(state, deploy_fn, **kwargs)
-        if dry_run:
-            return _planned(state)
-        run_ops(state)
+    errors = _ErrorLines()
+    with (
+        _PYINFRA_STATE,
+        session(settings, targets, user, plan=dry_run) as state,
+        errors.collected(),
+    ):
+        try:
+            _add_deploy(state, deploy_fn, kwargs)
+            planned = _planned(state) if dry_run else run_ops(state)
+        except PyinfraError as exc:  # a host failed (FAIL_PERCENT=0): named below
+            if not state.failed_hosts:
+                raise StepFailed(f"pyinfra: {exc}") from None
         failed = sorted(h.name for h in state.failed_hosts)
         if failed:
-            raise StepFailed(f"pyinfra operations failed on {', '.join(failed)}")
+            raise StepFailed(f"pyinfra operations failed on {', '.join(failed)}{errors.why()}")
+        if dry_run:
+            return planned
         changes = []
         for host in sorted(state.inventory.iter_activated_hosts(), key=lambda h: h.name):
             for op_hash, op_data in state.ops[host].items():
                 if op_data.operation_meta.did_change():
                     changes.append(f"{host.name}: {_op_name(state, op_hash)}")
         return changes
+
+
+def _add_deploy(state: State, deploy_fn, kwargs: dict) -> None:
+    """pyinfra's add_deploy, with hosts of different groups kept apart. In API mode pyinfra
+    tells an operation by its place in each host's sequence, so hosts whose roles differ (an
+    app host, the db host) would share the names and order of unrelated operations; a loop
+    position per kind of host (its groups) keeps each kind's operations its own."""
+    hosts = list(state.inventory.get_active_hosts())
+    kinds = sorted({tuple(sorted(map(str, h.groups))) for h in hosts})
+    with ctx_state.use(state):
+        for host in hosts:
+            host.loop_position = [kinds.index(tuple(sorted(map(str, host.groups))))]
+            try:
+                with ctx_host.use(host):
+                    deploy_fn(**kwargs)
+            finally:
+                host.loop_position = []
+
+
+class _ErrorLines(logging.Handler):
+    """pyinfra's error lines of one apply (`[host] Error: could not load fact: ...`), so a
+    failure says what failed where (pyinfra's own output is silenced, see above)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage())
+        self.lines.append(" ".join(text.split()))
+
+    @contextmanager
+    def collected(self) -> Iterator[None]:
+        logger = logging.getLogger("pyinfra")
+        logger.addHandler(self)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+
+    def why(self) -> str:
+        return f": {'; '.join(dict.fromkeys(self.lines[-3:]))[:400]}" if self.lines else ""
 
 
 def _op_name(state: State, op_hash: str) -> str:
@@ -164,13 +236,19 @@ def _op_name(state: State, op_hash: str) -> str:
 
 def _planned(state: State) -> list[str]:
     """Each host's planned changes, hosts by name (pyinfra activates them in the order their
-    connections came up, which differs from run to run)."""
+    connections came up, which differs from run to run); an operation whose `_if` does not
+    hold is not planned (the roles' conditions use deploys.data.changed, true in plans)."""
     planned = []
     with ctx_state.use(state):
         for host in sorted(state.inventory.iter_activated_hosts(), key=lambda h: h.name):
             with ctx_host.use(host):
                 for op_hash, op_data in state.ops[host].items():
-                    if any(True for _ in op_data.command_generator()):
+                    conditions = op_data.global_arguments.get("_if") or []
+                    if not isinstance(conditions, list):
+                        conditions = [conditions]
+                    if all(c() for c in conditions) and any(
+                        True for _ in op_data.command_generator()
+                    ):
                         planned.append(f"{host.name}: {_op_name(state, op_hash)}")
     return planned
 

@@ -60,6 +60,7 @@ class Context:
     locking: bool = True
     held_lock: lock.LockRecord | None = None
     lock_wait: float = 0  # seconds to wait for a held lock (CI queues)
+    login: str | None = None  # who the run's session logs in as (None: ssh_user; setup: root)
     heartbeat: Heartbeat | None = None
     repairs: list[str] = field(default_factory=list)
     report: Report | None = None  # set when run() starts; complete when it ends
@@ -168,7 +169,7 @@ def run(
             for s in offline:
                 do(s)
             # a procedure of offline steps only (release.start: git and GitHub) connects nowhere
-            session = hosts.session(ctx.settings) if online else nullcontext()
+            session = hosts.session(ctx.settings, user=ctx.login) if online else nullcontext()
             with session as state:
                 ctx.state = state
                 # a run inside another (release.finish's deploy) works under the outer's lock

@@ -87,6 +87,10 @@ class Settings:
     ssh_user: str
     ssh_port: int
     ssh_known_hosts_file: str
+    setup_user: str
+    deploy_public_key_file: str
+    docker_packages: list[str]
+    db_clients: list[str]
     public_url: str
     backup_keep_last: int
     backup_keep_days: float

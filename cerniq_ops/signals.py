@@ -19,6 +19,21 @@ class Terminated(BaseException):
         super().__init__(f"stopped by {self.signal_name}")
 
 
+def _through_greenlets() -> None:
+    """pyinfra runs host commands in gevent greenlets, and gevent prints and drops what a
+    greenlet raises unless its hub counts it a system error: then it is thrown into the main
+    greenlet, where the runner's failure path catches it. Terminated is one (as Ctrl-C is),
+    and neither is printed as a traceback: the runner says it in one line."""
+    from gevent.hub import Hub
+
+    if Terminated not in Hub.SYSTEM_ERROR:
+        Hub.SYSTEM_ERROR = (*Hub.SYSTEM_ERROR, Terminated)
+        Hub.NOT_ERROR = (*Hub.NOT_ERROR, Terminated, KeyboardInterrupt)
+
+
+_through_greenlets()
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 

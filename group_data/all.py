@@ -67,6 +67,15 @@ ssh_user = "deploy"
 ssh_port = 22
 ssh_known_hosts_file = "~/.ssh/known_hosts"
 
+# `invoke setup` (deploys/, docs/runbooks/setup.md): bare hosts to what deploy needs. It connects
+# as setup_user (root, or a user with passwordless sudo: then every operation runs with sudo),
+# creates ssh_user with the public key below, and installs these packages. An empty setup_user
+# turns setup off for an environment whose hosts other tooling provisions.
+setup_user = "root"
+deploy_public_key_file = "~/.ssh/id_ed25519.pub"  # the key procedures log in to ssh_user with
+docker_packages = ["docker.io", "docker-compose", "curl"]  # docker engine, compose, curl (doctor)
+db_clients = []  # CIDRs beyond the app hosts that may reach the database (operators, CI runners)
+
 # Backups (cerniq_ops/backup.py, docs/runbooks/backups.md): pg_dump custom format on the db host
 # as the db OS user over the local socket, proven by test restores into scratch databases.
 backup_keep_last = 7  # prune keeps the newest N ...

@@ -28,6 +28,7 @@ TOP_LEVEL = (
     ("deploy", "history"),
     ("verify", "verify"),
     ("doctor", "doctor"),
+    ("setup", "setup"),
 )
 TOP_LEVEL += (("testrun", "test"),)  # team procedures (issue 15), one line each
 

@@ -23,7 +23,7 @@ from types import SimpleNamespace
 from cerniq_ops import backup
 from cerniq_ops.clients.registry import Registry
 from cerniq_ops.errors import TestbedError
-from testbed import app_ci, images, plan, sample_app
+from testbed import app_ci, images, machines, plan, sample_app
 from testbed.plan import Testbed, TestbedHost
 
 REQUIRED = {
@@ -40,6 +40,8 @@ REQUIRED = {
     "/usr/sbin/sshd": "openssh-server",
     plan.PG_BIN + "/initdb": "postgresql",
     str(images.BUSYBOX): "busybox-static",
+    "debootstrap": "debootstrap",  # the full-machine hosts' image (testbed/machines.py)
+    "dpkg-scanpackages": "dpkg-dev",  # their local apt repository
 }
 COMPOSE_PLUGIN = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
 COMPOSE_SHIM = """#!/bin/sh
@@ -140,6 +142,7 @@ class TestbedManager:
     def __init__(self, tb: Testbed, progress: Progress = lambda _: None):
         self.tb = tb
         self.progress = progress
+        self.image = Path()  # the full machines' image, once up() has it
 
     # -- pids --------------------------------------------------------------------------------
     def _pidfile(self, host: TestbedHost) -> Path:
@@ -154,14 +157,7 @@ class TestbedManager:
 
     def _pid1(self, host: TestbedHost) -> int | None:
         """The host's PID 1 (the inner script, then sshd) as seen from the root namespace."""
-        launcher = self._launcher_pid(host)
-        if not launcher:
-            return None
-        try:
-            children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
-        except OSError:
-            return None
-        return int(children[0]) if children else None
+        return machines.first_child(self._launcher_pid(host))
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> list[HostStatus]:
@@ -171,7 +167,56 @@ class TestbedManager:
         ]
 
     def is_up(self) -> bool:
-        return all(s.up for s in self.status()) and self.tb.env_file.exists()
+        serving = not self._machines() or bool(machines.read_pid(self._repo_pidfile))
+        return all(s.up for s in self.status()) and self.tb.env_file.exists() and serving
+
+    # -- full machines -------------------------------------------------------------------------
+    def _machines(self) -> list[TestbedHost]:
+        return [h for h in self.tb.hosts if self.tb.is_machine(h)]
+
+    def _machine(self, host: TestbedHost, image: Path = Path()) -> machines.Machine:
+        tb = self.tb
+        return machines.Machine(
+            host.name, host.ip, tb.netns(host), tb.cgroup_parent(host), tb.host_dir(host), image
+        )
+
+    def _booted_as_machine(self, host: TestbedHost) -> bool:
+        """Whether HOST was booted as a full machine (also by an earlier, killed run)."""
+        return self._machine(host).init.exists()
+
+    @property
+    def _repo_pidfile(self) -> Path:
+        return self.tb.dir / "repo-server.pid"
+
+    @property
+    def _machine_scratch(self) -> Path:
+        return self.cache_dir / "machine-view"
+
+    def _prepare_machines(self) -> Path | None:
+        """The machine image and the local apt repository (cached machine-wide); the repo."""
+        if not self._machines():
+            return None
+        self.image = machines.ensure_image(progress=self.progress)
+        return machines.ensure_repo(self.image, self._machine_scratch, progress=self.progress)
+
+    def _serve_repo(self, repo: Path) -> None:
+        tb = self.tb
+        machines.serve_repo(repo, tb.bridge_ip, self._repo_pidfile, tb.dir / "repo-server.log")
+        _wait(
+            "the machines' apt repository",
+            lambda: _port_open(tb.bridge_ip, machines.REPO_PORT),
+            10,
+        )
+
+    def _seed_machine(self, host: TestbedHost) -> None:
+        tb = self.tb
+        machines.seed(
+            self._machine(host, self.image),
+            plan.hosts_file(tb, host),
+            tb.bridge_ip,
+            tb.host_key(host),
+            Path(f"{tb.ssh_key}.pub").read_text(),
+        )
 
     # -- up ----------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -196,7 +241,10 @@ class TestbedManager:
         self.down(quiet=True)
         start = time.monotonic()
         passwords, redis_passwords = self._write_files()
+        repo = self._prepare_machines()
         self._network()
+        if repo is not None:
+            self._serve_repo(repo)
         for host in self.tb.hosts:
             self._launch(host)
         for host in self.tb.hosts:
@@ -269,6 +317,13 @@ class TestbedManager:
             Path(inside).mkdir(parents=True, exist_ok=True)
         for host in tb.hosts:
             hd = tb.host_dir(host)
+            key = tb.host_key(host)
+            key.parent.mkdir(exist_ok=True)
+            if not key.exists():
+                _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+            if tb.is_machine(host):
+                hd.mkdir(parents=True, exist_ok=True)
+                continue  # seeded in its own upper layer (testbed/machines.py)
             for _, sub in plan.BIND_DIRS:
                 (hd / sub).mkdir(parents=True, exist_ok=True)
             (hd / "hosts").write_text(plan.hosts_file(tb, host))
@@ -292,10 +347,6 @@ class TestbedManager:
                 conf = hd / "redis.conf"
                 conf.write_text(plan.redis_conf(host, redis_passwords[host.env or ""]))
                 conf.chmod(0o600)
-            key = tb.host_key(host)
-            key.parent.mkdir(exist_ok=True)
-            if not key.exists():
-                _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
             if host.role == "registry":
                 (hd / "registry").mkdir(exist_ok=True)
                 (hd / "registry.yml").write_text(plan.registry_config(tb))
@@ -323,6 +374,10 @@ class TestbedManager:
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
 
     def _launch(self, host: TestbedHost) -> None:
+        if self.tb.is_machine(host):
+            self._seed_machine(host)
+            machines.boot(self._machine(host, self.image))
+            return
         hd = self.tb.host_dir(host)
         log = open(hd / "boot.log", "wb")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
@@ -355,6 +410,8 @@ class TestbedManager:
             if not self._launcher_pid(host):
                 tail = (self.tb.host_dir(host) / "boot.log").read_text(errors="replace")[-800:]
                 raise TestbedError(f"host {host.name} died while booting: {tail.strip()}")
+            if self.tb.is_machine(host):  # bare: no redis until setup installs it
+                return _port_open(host.ip, 22)
             return _port_open(host.ip, 22) and (
                 not host.runs_postgres or _port_open(host.ip, plan.REDIS_PORT)
             )
@@ -382,7 +439,13 @@ class TestbedManager:
         tb = self.tb
         every = self._every_host()
         for host in every:
-            self._stop_host(host)
+            if self._booted_as_machine(host):
+                machines.poweroff(self._machine(host))
+            else:
+                self._stop_host(host)
+        machines.stop_pidfile(self._repo_pidfile)
+        machines.unmount_under(self._machine_scratch)  # a repository fill that was killed
+        shutil.rmtree(self._machine_scratch, ignore_errors=True)
         for host in every:
             ns, (outer, _) = tb.netns(host), tb.veth(host)
             if Path(f"/run/netns/{ns}").exists():
@@ -468,8 +531,41 @@ class TestbedManager:
         found += [f"cgroup {p}" for p in Path("/sys/fs/cgroup").glob(f"*/{tb.prefix}-*")]
         mounts = Path("/proc/self/mountinfo").read_text()
         found += [f"mount {line.split()[4]}" for line in mounts.splitlines() if str(tb.dir) in line]
-        found += [f"process {p}" for h in every if (p := self._launcher_pid(h))]
+        launchers = {p for h in every if (p := self._launcher_pid(h))}
+        found += [f"process {p}" for p in sorted(launchers)]
         found += [
-            f"files {p}" for p in [tb.dir / "hosts", tb.env_file, tb.app_repo_dir] if p.exists()
+            f"process {p} (in cgroup {c})"
+            for p, c in _processes_in_cgroups(tb.prefix)
+            if p not in launchers
+        ]
+        if pid := machines.read_pid(self._repo_pidfile):
+            found.append(f"process {pid} (apt repository server)")
+        found += [
+            f"files {p}"
+            for p in [
+                tb.dir / "hosts",
+                tb.env_file,
+                tb.app_repo_dir,
+                self._repo_pidfile,
+                self._machine_scratch,
+            ]
+            if p.exists()
         ]
         return found
+
+
+def _processes_in_cgroups(prefix: str) -> list[tuple[int, str]]:
+    """Processes in a `/<prefix>-*` cgroup of the named systemd hierarchy (full machines)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            lines = (proc / "cgroup").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if controllers == "name=systemd" and path.startswith(f"/{prefix}-"):
+                found.append((int(proc.name), path.split("/")[1]))
+    return found

@@ -24,6 +24,7 @@ SLOWEST_FIRST = (
     "tests/e2e/test_recovery_bluegreen.py",  # 1073
     "tests/e2e/test_recovery_rollback.py",  # 713
     "tests/e2e/test_recovery_restore.py",  # 380
+    "tests/e2e/test_setup.py",  # 360 (with two other testbeds busy)
     "tests/e2e/test_bluegreen.py",  # 250
     "tests/e2e/test_waves.py",  # 174 (alone)
     "tests/e2e/test_deploy.py",  # 216
@@ -54,13 +55,15 @@ def pytest_collection_modifyitems(config, items):
 def testbed(request):
     """A fresh testbed for each test module (modules never see each other's leftovers), taken
     down at the module's end with nothing left behind. A module's
-    `TESTBED_PRODUCTION_APP_HOSTS = 4` gives production that many app hosts (default 2)."""
+    `TESTBED_PRODUCTION_APP_HOSTS = 4` gives production that many app hosts (default 2);
+    `TESTBED_BARE_ENV = "staging"` makes staging's app and db hosts bare full machines."""
     from testbed.lifecycle import TestbedManager, read_env_file
     from testbed.plan import Testbed
 
     prefix, net, folder = worker_testbed(os.environ.get("PYTEST_XDIST_WORKER"))
     count = getattr(request.module, "TESTBED_PRODUCTION_APP_HOSTS", 2)
-    tb = Testbed(dir=folder, prefix=prefix, net=net, production_app_hosts=count)
+    bare = getattr(request.module, "TESTBED_BARE_ENV", None)
+    tb = Testbed(dir=folder, prefix=prefix, net=net, production_app_hosts=count, bare_env=bare)
     manager = TestbedManager(tb, print)
     manager.up()
     saved = dict(os.environ)

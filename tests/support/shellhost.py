@@ -57,7 +57,7 @@ def patch_session(monkeypatch, hosts: dict[str, ShellHost]) -> None:
     from cerniq_ops import hosts as hosts_mod
 
     @contextmanager
-    def session(_settings, _hosts=None):
+    def session(_settings, _hosts=None, user=None):
         yield FakeState(Inventory(hosts))
 
     monkeypatch.setattr(hosts_mod, "session", session)

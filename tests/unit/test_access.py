@@ -65,7 +65,8 @@ def test_doctor_reports_a_missing_sudo_rule_with_the_sudoers_line_as_the_fix(pro
         "(sudo -n -l: sudo: a password is required)"
     )
     assert f.fix.startswith(
-        f"add `deploy ALL=(postgres) NOPASSWD: {PG}/pg_dump, {PG}/pg_restore, {PG}/psql` "
+        "`invoke setup --env production` writes "
+        f"`deploy ALL=(postgres) NOPASSWD: {PG}/pg_dump, {PG}/pg_restore, {PG}/psql` "
         "to /etc/sudoers.d/cerniq-deploy on db1"
     )
     assert doctor.sudo_finding(prod, "db1", True, LISTING).status == "ok"

@@ -191,7 +191,7 @@ def run_on_fakes(prod, monkeypatch):
     state = FakeState([h.name for h in prod.hosts])
 
     @contextmanager
-    def session(_settings, _hosts=None):
+    def session(_settings, _hosts=None, user=None):
         yield state
 
     monkeypatch.setattr(hosts, "session", session)

@@ -140,6 +140,33 @@ def test_sigterm_stops_the_run_through_the_same_path(env):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
 
 
+def test_sigterm_while_pyinfra_reads_a_command_in_a_greenlet_still_stops_the_run(env, capfd):
+    """pyinfra reads each host command's output in gevent greenlets; a signal landing there
+    once printed a traceback and let the run go on to the end (seen killing `invoke setup`)."""
+    import gevent
+
+    s, hosts, root = env
+    HOOKED.clear()
+
+    def reading():  # as pyinfra's read_buffer: the main thread runs this greenlet
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    went_on = []
+
+    @step()
+    def pyinfra_step(ctx):
+        gevent.joinall([gevent.spawn(reading)])
+        went_on.append(True)  # what the run did when the signal was dropped
+
+    with pytest.raises(StepFailed) as caught:
+        run((first, pyinfra_step), context(s), on_failure=(switch_back,))
+    assert "failed at step 'pyinfra_step': stopped by SIGTERM" in str(caught.value)
+    assert not went_on
+    assert HOOKED == ["pyinfra_step"] and not (root / "deploy.lock").exists()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_a_refusal_in_a_step_runs_no_hook_and_writes_no_audit_line(env):
     s, hosts, root = env
     HOOKED.clear()
