@@ -44,7 +44,7 @@ from cerniq_ops.errors import BadInput, CerniqError, StepFailed
 from cerniq_ops.procedure import Context, Report, Step, run, step
 from cerniq_ops.settings import Settings
 
-LABELS = ("pre-deploy", "pre-migration", "manual")
+LABELS = ("pre-deploy", "pre-migration", "manual", "nightly")  # nightly: ci.workflows
 INTERNAL_LABELS = ("pre-restore",)
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[a-z]+-[a-z][a-z0-9-]*\Z", re.ASCII)  # \Z: no newline
 DUMP_SUFFIX = ".dump"

@@ -2,7 +2,8 @@
 `ci` and group data. The PR checks are the seed's (lint, typecheck, test with postgres and
 redis services, security scan) plus our documentation gate and review rules (a status); the
 deploy workflows call our tasks: staging on develop, production on a version tag (with its typed
-confirmation and the GitHub `production` environment's protection), `invoke verify` nightly.
+confirmation and the GitHub `production` environment's protection), nightly: backup, verify
+and retention (`backup.create/verify/prune`), then `invoke verify`.
 
 Pure builders: each returns the file's text; `ci.workflows` writes only what differs.
 """
@@ -232,6 +233,19 @@ jobs:
     steps:
 <<ops_steps>>
 <<ssh_step>>
+      # the nightly backup, proven restorable, then retention: the backup tasks themselves
+      # (manifest, row counts, test restore), each environment's leg given only its own secret
+      - name: invoke backup.create / backup.verify / backup.prune --env ${{ matrix.env }}
+        working-directory: ops
+        env:
+          CERNIQ_SLACK_WEBHOOK: ${{ secrets.CERNIQ_SLACK_WEBHOOK }}
+          <<db_stg>>: ${{ matrix.env == 'staging' && secrets.<<db_stg>> || '' }}
+          <<db_prd>>: ${{ matrix.env == 'production' && secrets.<<db_prd>> || '' }}
+          ENV_NAME: ${{ matrix.env }}
+        run: |
+          invoke backup.create --env "$ENV_NAME" --label nightly
+          invoke backup.verify --env "$ENV_NAME"
+          invoke backup.prune --env "$ENV_NAME"
       - name: invoke verify --env ${{ matrix.env }}
         working-directory: ops
         env:
@@ -287,6 +301,8 @@ def values(t: dict) -> dict[str, str]:
         "production_tags": str(ci["production_tags"]),
         "confirm": _quoted(str(_group_value("production", "confirm_phrase") or "")),
         "cron": str(ci["nightly_cron"]),
+        "db_stg": str(_group_value("staging", "db_password_env")),
+        "db_prd": str(_group_value("production", "db_password_env")),
     }
 
 

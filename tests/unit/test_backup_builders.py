@@ -34,9 +34,9 @@ def test_backup_id_names_time_env_and_label_and_never_reuses_one():
     assert backup.id_env("backup_pre_migration_x") is None
 
 
-@pytest.mark.parametrize("label", ["nightly", "", "pre deploy", "../x"])
+@pytest.mark.parametrize("label", ["weekly", "", "pre deploy", "../x"])
 def test_unknown_label_is_refused_with_the_choices(label):
-    with pytest.raises(BadInput, match="choose one of: pre-deploy, pre-migration, manual"):
+    with pytest.raises(BadInput, match="choose one of: pre-deploy, pre-migration, manual, nightly"):
         backup.backup_id(NOW, "staging", label)
 
 

@@ -73,3 +73,21 @@ def test_nightly_verify_runs_on_a_schedule_for_both_environments():
     job = nightly["jobs"]["verify"]
     assert job["strategy"]["matrix"]["env"] == ["staging", "production"]
     assert 'invoke verify --env "$ENV_NAME" --junit "verify-$ENV_NAME.xml"' in runs(job)
+
+
+def test_nightly_backs_up_proves_and_prunes_before_verify_each_leg_with_its_own_secret():
+    job = doc("nightly-verify.yml")["jobs"]["verify"]
+    backup = next(st for st in job["steps"] if "backup.create" in st.get("run", ""))
+    assert backup["run"].splitlines() == [
+        'invoke backup.create --env "$ENV_NAME" --label nightly',
+        'invoke backup.verify --env "$ENV_NAME"',
+        'invoke backup.prune --env "$ENV_NAME"',
+    ]
+    assert backup["env"]["CERNIQ_STAGING_DB_PASSWORD"] == (
+        "${{ matrix.env == 'staging' && secrets.CERNIQ_STAGING_DB_PASSWORD || '' }}"
+    )
+    assert backup["env"]["CERNIQ_PRODUCTION_DB_PASSWORD"] == (
+        "${{ matrix.env == 'production' && secrets.CERNIQ_PRODUCTION_DB_PASSWORD || '' }}"
+    )
+    names = [st.get("name", "") for st in job["steps"]]
+    assert names.index(backup["name"]) < next(i for i, n in enumerate(names) if "verify --env" in n)
