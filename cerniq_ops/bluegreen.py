@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 
 import requests
 
-from cerniq_ops import compose, hosts, metrics, rollout, traefik
+from cerniq_ops import compose, config_diff, hosts, metrics, rollout, traefik
 from cerniq_ops.clients.http import Health, health, wait_healthy
 from cerniq_ops.clock import now_utc
 from cerniq_ops.compose import Stack
@@ -46,6 +46,7 @@ from cerniq_ops.deploy import (
     host_url,
     notify_deployment,
     notify_failure,
+    planned_diff,
     pull_images,
     run_smoke,
     smoke_tail,
@@ -790,6 +791,10 @@ def deploy_idle(ctx: Context) -> str:
     if ctx.dry_run:
         for line in hosts.apply(s, s.app_hosts, _app_files(), dry_run=True, documents=documents):
             ctx.note(f"would change {line}")
+        if ctx.options.get("diff"):
+            for spec in s.app_hosts:
+                for line in planned_diff(ctx, spec, documents):
+                    ctx.note(f"{spec.name}: {line}")
         return f"would start {color_project(s, idle)} at {ctx.version}"
     hosts.apply(s, s.app_hosts, _app_files(), documents=documents)
     stack = color_stack(s, idle)
@@ -938,6 +943,12 @@ def switch_traffic(ctx: Context) -> str:
     if ctx.facts.get("converged"):
         return "skipped: nothing changed"
     if ctx.dry_run:
+        if ctx.options.get("diff"):
+            text = render(dynamic_config(idle, None))
+            for spec, host in _pairs(ctx):
+                old = hosts.read_file(host, dynamic_path(s))
+                for line in config_diff.file_diff(dynamic_path(s), old, text, secret=False):
+                    ctx.note(f"{spec.name}: {line}")
         return f"would route {ROUTER} to {routed_name(idle)} on {len(s.app_hosts)} host(s)"
     if ctx.facts.get("resumed"):  # written by the killed run: confirm it, write nothing
         for spec, host in _pairs(ctx):

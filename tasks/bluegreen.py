@@ -10,6 +10,7 @@ from tasks._cli import cli, progress_for, run_procedure
 
 CONFIRM = "the typed confirmation when not interactive: 'DEPLOY PRODUCTION'"
 DRY_RUN = "show the steps and planned changes; change nothing"
+DIFF = "with --dry-run: each host's config diffs (env files: keys only), active.yml's too"
 JSON = "print a JSON summary on stdout (progress goes to stderr)"
 MESSAGE = "a note shown in the lock, the audit log and the announcement"
 ANALYSIS = "seconds to watch the new color after the full switch (default: setting; 0 = off)"
@@ -49,6 +50,7 @@ def _run(procedure, name, env, version, json, dry_run, message, lock_wait=None, 
         "analysis_seconds": ANALYSIS,
         "confirm": CONFIRM,
         "dry_run": DRY_RUN,
+        "diff": DIFF,
         "message": MESSAGE,
         "json": JSON,
         "lock_wait": LOCK_WAIT,
@@ -63,6 +65,7 @@ def deploy(
     analysis_seconds=None,
     confirm=None,
     dry_run=False,
+    diff=False,
     message="",
     json=False,
     lock_wait=None,
@@ -80,6 +83,7 @@ def deploy(
         initial=initial,
         confirm=confirm,
         analysis_seconds=analysis_seconds,
+        diff=diff,
     )
 
 

@@ -279,6 +279,16 @@ def test_dry_run_and_bad_input_change_nothing(first_rollout, testinfra_host):
     )
     assert "would route cerniq-app to cerniq-green-first on 2 host(s)" in dry.stdout
     assert "dry run complete: nothing changed" in dry.stdout
+    diff = bluegreen("deploy", "--version", "v1.2.0", "--dry-run", "--diff")
+    assert diff.returncode == 0, diff.stderr
+    for name in APP_HOSTS:
+        lines = [x.strip() for x in diff.stdout.splitlines() if x.strip().startswith(f"{name}: ")]
+        assert f"{name}: +    image: {prod().image('api', 'v1.2.0')}" in lines, diff.stdout
+        assert f"{name}: /opt/cerniq/.env.green (secret: keys only)" in lines, diff.stdout
+        assert f"{name}: ~ CERNIQ_VERSION=*** (value changed)" in lines, diff.stdout
+        assert f"{name}: +++ {DYNAMIC} (planned)" in lines, diff.stdout
+        assert any("cerniq-green-first" in x and x.startswith(f"{name}: +") for x in lines)
+    assert os.environ["CERNIQ_TESTBED_PRODUCTION_DB_PASSWORD"] not in diff.stdout
     for args, message in (
         (("switch",), "needs confirmation: pass --confirm 'DEPLOY PRODUCTION'"),
         (("switch", "--to", "purple", *CONFIRM), "invalid --to 'purple'"),
