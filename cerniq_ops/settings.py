@@ -107,6 +107,7 @@ class Settings:
     migration_backup: str
     backup_verify_restore: bool
     restore_keep_previous_hours: float
+    hooks_dir: str
 
     @property
     def migrations_path(self) -> Path:

@@ -1,0 +1,92 @@
+"""The operator's toolbox end to end on one testbed (issue 16): hooks, maintenance, prune, logs,
+exec. Production runs v1.0.0 from the module's fixture; the tests run in file order, each
+leaving production as the next one expects (one testbed for the module keeps it fast)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from testbed import images
+from tests.support.cli import invoke
+
+pytestmark = pytest.mark.e2e
+CONFIRM = ("--confirm", "DEPLOY PRODUCTION")
+SKIP_CI = ("--skip-ci-check", "--reason", "e2e test")
+APP_HOSTS = ("prod-app1", "prod-app2")
+
+
+def container_ids(testinfra_host, name="prod-app1") -> str:
+    return testinfra_host(name).check_output(
+        "docker ps -aq --filter label=com.docker.compose.project=cerniq | sort"
+    )
+
+
+def audit_count(testinfra_host, name="prod-app1") -> int:
+    out = testinfra_host(name).run("wc -l < /opt/cerniq/audit.log 2>/dev/null || echo 0")
+    return int(out.stdout.strip() or 0)
+
+
+def deploy(version: str, *extra: str, env: dict | None = None):
+    return invoke(
+        "deploy", "--env", "production", "--version", version, *SKIP_CI, *CONFIRM, *extra, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def production(testbed):
+    """Staging then production on v1.0.0 (staging first: production's migration gate); v1.1.0
+    to v1.3.0 published for the later deploys."""
+    for env, extra in (("staging", ()), ("production", CONFIRM)):
+        r = invoke("deploy", "--env", env, "--version", "v1.0.0", *SKIP_CI, *extra)
+        assert r.returncode == 0, r.stdout + r.stderr
+    for version in ("v1.1.0", "v1.2.0", "v1.3.0"):
+        images.publish_app(testbed.registry(), "cerniq", version)
+    return testbed
+
+
+@pytest.fixture
+def hooks_dir(tmp_path):
+    folder = tmp_path / "hooks"
+    folder.mkdir()
+    return folder
+
+
+def write_hook(folder, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+# -- hooks -----------------------------------------------------------------------------------
+def test_a_failing_pre_deploy_hook_stops_the_deploy_with_nothing_changed(
+    production, testinfra_host, hooks_dir, tmp_path
+):
+    write_hook(
+        hooks_dir, "pre-deploy", 'echo "freeze: $CERNIQ_ENV $CERNIQ_VERSION $CERNIQ_HOSTS"; exit 1'
+    )
+    record = tmp_path / "failed.txt"
+    write_hook(hooks_dir, "on-failure", f'echo "$CERNIQ_PROCEDURE $CERNIQ_FAILED_STEP" > {record}')
+    env = {"CERNIQ_OVERRIDE_HOOKS_DIR": str(hooks_dir)}
+    before = [(container_ids(testinfra_host, h), audit_count(testinfra_host, h)) for h in APP_HOSTS]
+    r = deploy("v1.1.0", env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr.strip() == (
+        "error: deploy to production stopped by its hook pre-deploy exited 1 "
+        "(freeze: production v1.1.0 prod-app1,prod-app2): stopped before any change"
+    )
+    assert record.read_text() == "deploy pre-deploy\n"
+    after = [(container_ids(testinfra_host, h), audit_count(testinfra_host, h)) for h in APP_HOSTS]
+    assert after == before
+    assert not testinfra_host("prod-app1").file("/opt/cerniq/deploy.lock").exists
+    listed = invoke("doctor", "--env", "production", "--json", env=env)
+    found = [f for f in json.loads(listed.stdout)["findings"] if f["check"] == "hooks"]
+    assert found[0]["detail"] == f"on-failure, pre-deploy in {hooks_dir}"
+    # --skip-hooks deploys v1.1.0 (and the post-deploy hook would have been skipped too)
+    write_hook(hooks_dir, "post-deploy", f"touch {tmp_path / 'post'}")
+    r = deploy("v1.1.0", "--skip-hooks", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (tmp_path / "post").exists() and not record.read_text().count("\n") > 1
+    host = testinfra_host("prod-app1")
+    assert host.file("/opt/cerniq/current-version").content_string.strip() == "v1.1.0"
