@@ -108,6 +108,7 @@ class Settings:
     backup_verify_restore: bool
     restore_keep_previous_hours: float
     hooks_dir: str
+    maintenance_image: str
 
     @property
     def migrations_path(self) -> Path:
@@ -283,6 +284,10 @@ IDENTIFIERS: dict[str, tuple[str, str]] = {  # setting: (pattern, what it must l
     "migration_lock_timeout": (r"\d+(?:ms|s|min|h|d)?", "a PostgreSQL duration like 5s"),
     "migration_statement_timeout": (r"\d+(?:ms|s|min|h|d)?", "a PostgreSQL duration like 15min"),
     "github_repo": (r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/name"),
+    "maintenance_image": (
+        rf"{_IMAGE_PART}:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}",
+        "name:tag like busybox:1.36",
+    ),
 }
 SERVICE_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 

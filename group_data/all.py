@@ -96,3 +96,7 @@ bluegreen_latency_floor = 0.05  # s: a mean below this never fails the 3x latenc
 # Hooks (cerniq_ops/hooks.py): executables named pre-deploy, post-deploy, pre-switch,
 # post-switch, pre-rollback, post-rollback, on-failure, run on this machine around procedures
 hooks_dir = "hooks"  # relative to the project unless absolute
+
+# Maintenance mode (cerniq_ops/maintenance.py): the page server's image under
+# <registry>/<image_prefix>/ (a mirror of Docker Hub's busybox: its httpd serves the page)
+maintenance_image = "busybox:1.36"

@@ -30,6 +30,7 @@ TOP_LEVEL = (
     ("doctor", "doctor"),
 )
 TOP_LEVEL += (("testrun", "test"),)  # team procedures (issue 15), one line each
+TOP_LEVEL += (("maintenance", "maintenance"),)  # the operator's toolbox (issue 16)
 
 ns = Collection()
 for _name in NAMESPACES:

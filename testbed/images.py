@@ -162,3 +162,15 @@ def publish_traefik(registry: Registry, prefix: str, cache_dir: Path) -> str:
         }
         registry.push_image(repo, tag, [traefik_layer(cache_dir)], config)
     return f"{registry.address}/{repo}:{tag}"
+
+
+BUSYBOX_TAG = "1.36"  # the setting maintenance_image is busybox:<this>
+
+
+def publish_busybox(registry: Registry, prefix: str) -> str:
+    """busybox:BUSYBOX_TAG (the maintenance page server: `httpd`), as a mirror of Docker Hub's."""
+    repo = f"{prefix}/busybox"
+    if not registry.has_manifest(repo, BUSYBOX_TAG):
+        config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]}}
+        registry.push_image(repo, BUSYBOX_TAG, [layer(busybox_layer())], config)
+    return f"{registry.address}/{repo}:{BUSYBOX_TAG}"

@@ -1,14 +1,18 @@
 """The operator's toolbox end to end on one testbed (issue 16): hooks, maintenance, prune, logs,
-exec. Production runs v1.0.0 from the module's fixture; the tests run in file order, each
+exec, details. Production runs v1.0.0 from the module's fixture; the tests run in file order, each
 leaving production as the next one expects (one testbed for the module keeps it fast)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+import requests
 
+from cerniq_ops import settings, verification
 from testbed import images
+from testbed.load import Load
 from tests.support.cli import invoke
 
 pytestmark = pytest.mark.e2e
@@ -37,11 +41,11 @@ def deploy(version: str, *extra: str, env: dict | None = None):
 @pytest.fixture(scope="module")
 def production(testbed):
     """Staging then production on v1.0.0 (staging first: production's migration gate); v1.1.0
-    to v1.3.0 published for the later deploys."""
+    and v1.2.0 published for the later deploys."""
     for env, extra in (("staging", ()), ("production", CONFIRM)):
         r = invoke("deploy", "--env", env, "--version", "v1.0.0", *SKIP_CI, *extra)
         assert r.returncode == 0, r.stdout + r.stderr
-    for version in ("v1.1.0", "v1.2.0", "v1.3.0"):
+    for version in ("v1.1.0", "v1.2.0"):
         images.publish_app(testbed.registry(), "cerniq", version)
     return testbed
 
@@ -90,3 +94,44 @@ def test_a_failing_pre_deploy_hook_stops_the_deploy_with_nothing_changed(
     assert not (tmp_path / "post").exists() and not record.read_text().count("\n") > 1
     host = testinfra_host("prod-app1")
     assert host.file("/opt/cerniq/current-version").content_string.strip() == "v1.1.0"
+
+
+# -- maintenance -----------------------------------------------------------------------------
+def test_maintenance_under_load_answers_503_with_the_page_and_off_restores_200(production):
+    s = settings.load("production")
+    url = s.public_url
+    with Load([url], workers=4) as load:
+        load.wait_for_requests(200)
+        assert load.result.failed == 0
+        started = time.monotonic()
+        on = invoke(
+            *("maintenance", "on", "--env", "production", *CONFIRM),
+            *("--message", "Database upgrade <until 14:00>", "--retry-after", "120"),
+        )
+        assert on.returncode == 0, on.stdout + on.stderr
+        page = requests.get(f"{url}/version", timeout=5)
+        assert page.status_code == 503
+        assert "<p>Database upgrade &lt;until 14:00&gt;</p>" in page.text
+        assert page.headers["Retry-After"] == "120"
+        web = requests.get(f"{url}/web/", timeout=5)
+        assert web.status_code == 503 and "Database upgrade" in web.text
+        assert requests.get(f"{url}/health", timeout=5).status_code == 200  # the balancer's
+        checked = verification.verify(s, "prod-app1")
+        line = checked.get("prod-app1", "maintenance")
+        assert (line.status, line.detail.split(": ", 1)[1]) == (
+            "pass",
+            "Database upgrade <until 14:00>",
+        )
+        during = load.result.total
+        load.wait_for_requests(during + 200)
+        off = invoke("maintenance", "off", "--env", "production", *CONFIRM)
+        ended = time.monotonic()
+        assert off.returncode == 0, off.stdout + off.stderr
+        after = load.result.total
+        load.wait_for_requests(after + 200)
+    result = load.result
+    assert result.failed > 0 and set(result.failure_kinds) == {f"HTTP 503 from {url}/version"}
+    assert started <= result.failed_from and result.failed_until <= ended
+    assert set(result.versions) == {"v1.1.0"}
+    assert requests.get(f"{url}/version", timeout=5).text.strip() == "v1.1.0"
+    assert verification.verify(s, "prod-app1").get("prod-app1", "maintenance").detail == "off"
