@@ -109,6 +109,7 @@ class Settings:
     restore_keep_previous_hours: float
     hooks_dir: str
     maintenance_image: str
+    prune_retain: int
 
     @property
     def migrations_path(self) -> Path:

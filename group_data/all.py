@@ -100,3 +100,7 @@ hooks_dir = "hooks"  # relative to the project unless absolute
 # Maintenance mode (cerniq_ops/maintenance.py): the page server's image under
 # <registry>/<image_prefix>/ (a mirror of Docker Hub's busybox: its httpd serves the page)
 maintenance_image = "busybox:1.36"
+
+# Prune (cerniq_ops/prune.py): `invoke prune` and the end of every deploy keep the newest N app
+# versions' images on each app host (plus current and previous: a rollback needs them)
+prune_retain = 3

@@ -135,3 +135,49 @@ def test_maintenance_under_load_answers_503_with_the_page_and_off_restores_200(p
     assert set(result.versions) == {"v1.1.0"}
     assert requests.get(f"{url}/version", timeout=5).text.strip() == "v1.1.0"
     assert verification.verify(s, "prod-app1").get("prod-app1", "maintenance").detail == "off"
+
+
+# -- prune -----------------------------------------------------------------------------------
+def app_images(testinfra_host, name: str) -> list[str]:
+    """`service:version` of the app images on host NAME, sorted."""
+    out = testinfra_host(name).check_output("docker images --format '{{.Repository}}:{{.Tag}}'")
+    app = [line.rsplit("/", 1)[1] for line in out.split() if "/cerniq/" in line]
+    return sorted(i for i in app if i.split(":")[0] in ("api", "web", "workers"))
+
+
+def on_versions(*versions: str) -> list[str]:
+    return sorted(f"{svc}:{v}" for v in versions for svc in ("api", "web", "workers"))
+
+
+def test_deploys_prune_and_prune_keeps_running_and_previous(production, testinfra_host):
+    r = deploy("v1.2.0", env={"CERNIQ_OVERRIDE_PRUNE_RETAIN": "1"})  # from v1.1.0, v1.0.0 before
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed 6 container(s)/image(s); kept v1.2.0, v1.1.0" in r.stdout
+    for name in APP_HOSTS:  # v1.0.0 went: older than the newest 1, neither running nor previous
+        assert app_images(testinfra_host, name) == on_versions("v1.1.0", "v1.2.0")
+    s = settings.load("production")
+    old = s.image("api", "v1.0.0")
+    testinfra_host("prod-app1").check_output(  # an old image and an exited container of the app
+        f"docker pull -q {old} && docker run --label com.docker.compose.project=cerniq "
+        f"--label com.docker.compose.service=api {old} echo done"
+    )
+    before = container_ids(testinfra_host)
+    dry = invoke("prune", "--env", "production", "--retain", "1", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    listed = [line.strip() for line in dry.stdout.splitlines() if "would remove prod-" in line]
+    assert len(listed) == 2 and listed[0].startswith("would remove prod-app1: container ")
+    assert listed[0].endswith("(cerniq/api, v1.0.0, exited)")
+    assert listed[1] == f"would remove prod-app1: image {old}"
+    assert container_ids(testinfra_host) == before
+    r = invoke("prune", "--env", "production", "--retain", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "== prune production: removed 2 container(s)/image(s)" in r.stdout
+    for name in APP_HOSTS:  # running v1.2.0 and previous v1.1.0 stay, whatever --retain says
+        assert app_images(testinfra_host, name) == on_versions("v1.1.0", "v1.2.0")
+    assert container_ids(testinfra_host) != before
+    assert requests.get(f"{s.public_url}/version", timeout=5).text.strip() == "v1.2.0"
+    bad = invoke("prune", "--env", "production", "--retain", "0")
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2,
+        "error: invalid --retain '0': expected a whole number >= 1",
+    )
