@@ -26,10 +26,16 @@ APPLETS = ("sh", "httpd", "sleep", "kill", "rm", "cat", "mkdir", "cp", "wget", "
 START_SH = """#!/bin/sh
 # Cerniq sample app: serves /health and /version on :80.
 # SIGTERM: fail health, keep serving DRAIN_SECONDS (the proxy drops us), then exit.
+# It says so on stdout (`invoke logs` reads it).
 mkdir -p /tmp/www && cp -r /app/www/. /tmp/www/
 httpd -f -p 80 -h /tmp/www &
 pid=$!
-trap 'rm -f /tmp/www/health; sleep "${DRAIN_SECONDS:-5}"; kill "$pid"; exit 0' TERM INT
+echo "cerniq $SERVICE $APP_VERSION serving on :80"
+drain() {
+  echo "cerniq $SERVICE $APP_VERSION draining"
+  rm -f /tmp/www/health; sleep "${DRAIN_SECONDS:-5}"; kill "$pid"; exit 0
+}
+trap drain TERM INT
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
 exit 1
 """

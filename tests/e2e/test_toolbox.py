@@ -5,15 +5,17 @@ leaving production as the next one expects (one testbed for the module keeps it 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 
 import pytest
 import requests
 
-from cerniq_ops import settings, verification
+from cerniq_ops import logs, settings, verification
 from testbed import images
 from testbed.load import Load
-from tests.support.cli import invoke
+from tests.support.cli import INVOKE, invoke
 
 pytestmark = pytest.mark.e2e
 CONFIRM = ("--confirm", "DEPLOY PRODUCTION")
@@ -181,3 +183,39 @@ def test_deploys_prune_and_prune_keeps_running_and_previous(production, testinfr
         2,
         "error: invalid --retain '0': expected a whole number >= 1",
     )
+
+
+# -- logs ------------------------------------------------------------------------------------
+def test_logs_of_both_hosts_merged_in_time_order_with_a_grep(production):
+    r = invoke("logs", "--env", "production", "--service", "api", "--grep", "v1.2.0 serving")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert sorted(line.split()[0] for line in lines) == list(APP_HOSTS)  # one api per host
+    assert all(line.endswith("cerniq api v1.2.0 serving on :80") for line in lines)
+    stamps = [logs.time_key(line.split()[2]) for line in lines]
+    assert stamps == sorted(stamps) and all(stamps)
+    one = invoke("logs", "--env", "production", "--host", "prod-app2", "--lines", "5")
+    assert {line.split()[0] for line in one.stdout.splitlines()} == {"prod-app2"}
+
+
+def test_logs_follow_ends_cleanly_on_ctrl_c(production, testinfra_host):
+    proc = subprocess.Popen(
+        [INVOKE, "logs", "--env", "production", "--service", "api", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        first = proc.stdout.readline()  # each container's last lines come first
+        assert first.split()[0] in APP_HOSTS, first
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "== stopped following api on 2 host(s)" in out and "Traceback" not in err
+    for name in APP_HOSTS:  # closing the channels ended the remote `docker logs --follow`
+        left = testinfra_host(name).run("ps -eo args | grep -c '^docker logs' || true")
+        assert left.stdout.strip() == "0"
