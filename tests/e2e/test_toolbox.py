@@ -219,3 +219,32 @@ def test_logs_follow_ends_cleanly_on_ctrl_c(production, testinfra_host):
     for name in APP_HOSTS:  # closing the channels ended the remote `docker logs --follow`
         left = testinfra_host(name).run("ps -eo args | grep -c '^docker logs' || true")
         assert left.stdout.strip() == "0"
+
+
+# -- exec ------------------------------------------------------------------------------------
+def test_exec_runs_the_arguments_in_each_hosts_container_worst_exit_wins(production):
+    r = invoke("exec", "--env", "production", *CONFIRM, "--", "cat", "/app/www/version")
+    assert r.returncode == 0, r.stdout + r.stderr
+    blocks = r.stdout.split("== ")[1:]
+    assert [b.split()[0] for b in blocks] == list(APP_HOSTS)
+    assert all(b.rstrip().endswith("): exit 0\n   v1.2.0") for b in blocks), r.stdout
+    literal = invoke(
+        *("exec", "--env", "production", "--host", "prod-app2", "--new", *CONFIRM),
+        *("--", "echo", "$(id)", ";", "a b"),
+    )
+    assert literal.returncode == 0, literal.stdout + literal.stderr
+    assert literal.stdout.splitlines() == [
+        "== prod-app2 (new api:v1.2.0): exit 0",
+        "   $(id) ; a b",  # arguments, not shell text: nothing was expanded
+    ]
+    failing = invoke(
+        *("exec", "--env", "production", "--primary", *CONFIRM),
+        *("--", "sh", "-c", "echo on $SERVICE; exit 3"),
+    )
+    assert failing.returncode == 3 and failing.stdout.splitlines()[1:] == ["   on api"]
+    refused = invoke("exec", "--env", "production", "--", "ls")
+    assert (refused.returncode, refused.stderr.strip()) == (
+        2,
+        "error: PRODUCTION EXEC needs confirmation: pass --confirm 'DEPLOY PRODUCTION' "
+        "(not interactive)",
+    )
