@@ -248,3 +248,30 @@ def test_exec_runs_the_arguments_in_each_hosts_container_worst_exit_wins(product
         "error: PRODUCTION EXEC needs confirmation: pass --confirm 'DEPLOY PRODUCTION' "
         "(not interactive)",
     )
+
+
+# -- details ---------------------------------------------------------------------------------
+def test_details_per_host_containers_traefik_lock_and_last_change(production):
+    r = invoke("details", "--env", "production", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert [h["host"] for h in doc["hosts"]] == list(APP_HOSTS)
+    for h in doc["hosts"]:
+        app = {c["service"]: c for c in h["containers"] if c["project"] == "cerniq"}
+        assert {svc: (c["version"], c["state"], c["health"]) for svc, c in app.items()} == {
+            svc: ("v1.2.0", "running", "healthy") for svc in ("api", "web", "workers")
+        }
+        assert app["api"]["uptime"].startswith("Up ")
+        assert [c["service"] for c in h["containers"] if c["project"] == "cerniq-edge"] == [
+            "traefik"
+        ]
+        routed = {x["name"]: x["status"] for x in h["routers"]}
+        assert routed == {"api@docker": "enabled", "web@docker": "enabled"}
+        servers = {x["name"]: list(x["servers"].values()) for x in h["services"]}
+        assert servers["api@docker"] == ["UP"]
+        assert (h["active_color"], h["maintenance"]) == (None, False)
+    assert doc["lock"] is None
+    last = doc["last_change"]
+    assert (last["procedure"], last["version"], last["result"]) == ("deploy", "v1.2.0", "ok")
+    text = invoke("details", "--env", "production")
+    assert "== prod-app2 (" in text.stdout and "== production: lock free" in text.stdout
