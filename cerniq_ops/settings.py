@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 import runpy
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,13 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Every secret value currently set: what redaction must hide."""
         return [v for f in SECRET_FIELDS if (v := self.secret(f))]
+
+    def hide_secrets(self) -> None:
+        """Register every secret set, also percent-encoded (as the app's env file carries them
+        in DATABASE_URL and REDIS_URL), for redaction: before printing what hosts or containers
+        say (`invoke exec`, `invoke logs`)."""
+        for value in self.secret_values():
+            register_secret(urllib.parse.quote(value, safe=""))
 
     # -- database ------------------------------------------------------------------------
     def db_conninfo(self, password: str | None = None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ def exec_(
     each host's output under its name; the exit code is the worst host's. The command is
     passed as arguments, never as shell text: `invoke exec --env staging -- ls -l /app`."""
     s = settings.load(env)
+    s.hide_secrets()  # what containers print may carry them (the env file's URLs)
     command = execute.remainder_argv(sys.argv, getattr(c, "remainder", "") or "")
     request = execute.check(s, service, command, host, primary, new, interactive)
     how = execute.confirm(s, confirm)

@@ -26,6 +26,7 @@ def logs(c, env, service="api", since=None, lines=None, grep=None, follow=False,
     """Print the logs of SERVICE's containers on every app host of ENV (in parallel), merged
     in time order, each line `<host> <container> <timestamp> <text>`."""
     s = settings.load(env)
+    s.hide_secrets()  # what containers print may carry them (the env file's URLs)
     query = logs_mod.check_query(s, service, since, lines, grep, follow)
     specs = logs_mod.choose_hosts(s, host)
     with hosts.session(s, specs) as state:

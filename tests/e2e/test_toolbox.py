@@ -5,6 +5,7 @@ leaving production as the next one expects (one testbed for the module keeps it 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -223,6 +224,7 @@ def test_logs_follow_ends_cleanly_on_ctrl_c(production, testinfra_host):
 
 # -- exec ------------------------------------------------------------------------------------
 def test_exec_runs_the_arguments_in_each_hosts_container_worst_exit_wins(production):
+    s = settings.load("production")
     r = invoke("exec", "--env", "production", *CONFIRM, "--", "cat", "/app/www/version")
     assert r.returncode == 0, r.stdout + r.stderr
     blocks = r.stdout.split("== ")[1:]
@@ -242,6 +244,12 @@ def test_exec_runs_the_arguments_in_each_hosts_container_worst_exit_wins(product
         *("--", "sh", "-c", "echo on $SERVICE; exit 3"),
     )
     assert failing.returncode == 3 and failing.stdout.splitlines()[1:] == ["   on api"]
+    environ = invoke(
+        *("exec", "--env", "production", "--primary", *CONFIRM, "--", "cat", "/proc/1/environ")
+    )
+    password = os.environ[s.db_password_env]
+    assert "DATABASE_URL=postgresql://c3rn1q:***@" in environ.stdout
+    assert password not in environ.stdout and "%40" not in environ.stdout  # neither encoded
     refused = invoke("exec", "--env", "production", "--", "ls")
     assert (refused.returncode, refused.stderr.strip()) == (
         2,

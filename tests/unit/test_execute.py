@@ -95,3 +95,14 @@ def test_exit_codes_come_from_the_mark_and_the_worst_wins():
         "   x",
         "   y",
     ]
+
+
+def test_secrets_are_hidden_also_percent_encoded(prod, monkeypatch):
+    from cerniq_ops import compose
+    from cerniq_ops.output import redact
+
+    password = "p@ss#/:w0rd-e2e"
+    monkeypatch.setenv(prod.db_password_env, password)
+    prod.hide_secrets()
+    url = compose.database_url("c3rn1q", password, "db", 5432, "cerniq")
+    assert redact(f"DATABASE_URL={url}") == "DATABASE_URL=postgresql://c3rn1q:***@db:5432/cerniq"
