@@ -290,6 +290,30 @@ def traefik_problems(
     return problems
 
 
+# -- maintenance mode ------------------------------------------------------------------------
+MAINTENANCE_ROUTER = "cerniq-maintenance"  # cerniq_ops.maintenance names it so
+
+
+def maintenance_report(
+    config_path: str,
+    config_present: bool,
+    router: Mapping[str, Any] | None,
+    since: str | None,
+) -> tuple[list[str], str]:
+    """(problems, what to report) about maintenance mode on a host: `off`, or `ON since T:
+    message` when the file is there and Traefik routes it; a problem when the two disagree."""
+    enabled = bool(router) and router.get("status") == "enabled"  # type: ignore[union-attr]
+    if not config_present and not router:
+        return [], "off"
+    if config_present and enabled:
+        when, _, message = (since or "").strip().partition(" ")
+        return [], f"ON since {when or 'unknown'}: {message or 'no message'}"
+    if config_present:
+        status = f"is {router.get('status')}" if router else "is not known to Traefik"
+        return [f"{config_path} is present but router {MAINTENANCE_ROUTER} {status}"], ""
+    return [f"Traefik still routes {MAINTENANCE_ROUTER} while {config_path} is gone"], ""
+
+
 # -- disk ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Disk:

@@ -3,7 +3,8 @@
 validate -> pre_deployment_checks -> create_backup -> pull_images -> run_migrations ->
 rolling_update (waves of hosts in series, the hosts of a wave at once: files, api, web,
 workers, host health) ->
-post_deployment_verification -> notify_deployment. On failure: notify_failure.
+post_deployment_verification -> record_release -> prune_old_versions -> notify_deployment.
+On failure: notify_failure.
 
 Where the seed is unsafe we do what it means: the version is validated before anything runs and
 never pasted into a shell; `--scale api=2` then `--scale api=1` (which removes the NEW replica)
@@ -33,6 +34,7 @@ from cerniq_ops.confirm import require
 from cerniq_ops.deploy_inputs import validate_version
 from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.procedure import Context, run, step
+from cerniq_ops.prune import prune_old_versions
 from cerniq_ops.settings import PROJECT_DIR, HostSpec, Settings
 
 SMOKE_DIR = PROJECT_DIR / "smoke"
@@ -646,6 +648,7 @@ DEPLOY = (
     rolling_update,
     post_deployment_verification,
     record_release,
+    prune_old_versions,
     notify_deployment,
 )
 

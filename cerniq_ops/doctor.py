@@ -575,8 +575,30 @@ def check_host(s: Settings, spec: HostSpec) -> list[Finding]:
     return findings
 
 
+def hooks_finding(s: Settings, folder: Path, entries: dict[str, bool]) -> Finding:
+    """The project's hooks (cerniq_ops.hooks) found in FOLDER: listed, or WARN for a file
+    that will not run (not executable, not a hook's name)."""
+    from cerniq_ops import hooks
+
+    found, problems = hooks.describe(folder, entries)
+    shown = ", ".join(found) if found else "none"
+    if problems:
+        return Finding(
+            "hooks",
+            s.env,
+            WARN,
+            f"{shown} in {folder}; " + "; ".join(problems),
+            "chmod +x the hook, or rename it to one of: " + ", ".join(hooks.EVENTS),
+        )
+    return Finding("hooks", s.env, OK, f"{shown} in {folder}")
+
+
 def check_env(s: Settings) -> list[Finding]:
+    from cerniq_ops import hooks
+
+    folder = hooks.hooks_dir(s)
     findings = [
+        hooks_finding(s, folder, hooks.scan(folder)),
         secret_finding(s, "db_password_env", True, "deploys, migrations and backups need it"),
         secret_finding(
             s, "github_token_env", False, "deploys need --skip-ci-check --reason without it"

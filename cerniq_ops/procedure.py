@@ -21,7 +21,7 @@ from typing import Any
 from pyinfra.api import State
 from pyinfra.api.host import Host
 
-from cerniq_ops import audit, hosts, journal, lock, signals
+from cerniq_ops import audit, hooks, hosts, journal, lock, signals
 from cerniq_ops.errors import BadInput, CerniqError, Interrupted, StepFailed
 from cerniq_ops.output import say
 from cerniq_ops.settings import HostSpec, Settings
@@ -168,6 +168,7 @@ def run(
             ctx.progress(f"== {title}{' (dry run: nothing will change)' if ctx.dry_run else ''}")
             for s in offline:
                 do(s)
+            _pre_hook(ctx, on_failure)  # the project's pre-* hook: before any connection
             # a procedure of offline steps only (release.start: git and GitHub) connects nowhere
             session = hosts.session(ctx.settings, user=ctx.login) if online else nullcontext()
             with session as state:
@@ -189,6 +190,7 @@ def run(
                     ctx.facts.update(failed_step=failed_at, error=error)
                     with signals.held_off(ctx.progress):
                         _run_hooks(ctx, on_failure)
+                        _project_hook(ctx, hooks.on_failure)
                         where = _describe(ctx, describe_state)
                         if took_lock:
                             journal.finish(ctx, "failed", error)
@@ -209,6 +211,7 @@ def run(
         raise as_cerniq(exc, f"{ctx.procedure} to {ctx.env}: {describe_exception(exc)}") from exc
     report.ok = True
     report.version = ctx.version  # a step may resolve it (release.finish: from the branch)
+    _project_hook(ctx, hooks.after)  # the lock is released: a slow hook holds nobody up
     report.facts = dict(ctx.facts)
     if ctx.repairs:
         ctx.progress(f"== repaired what an earlier run left: {'; '.join(ctx.repairs)}")
@@ -321,6 +324,40 @@ class Heartbeat:
                 self.ctx.held_lock = lock.refresh(self.ctx.primary, self.ctx.settings, record)
             except Exception as exc:  # a missed beat is retried; the step is not disturbed
                 self.ctx.progress(f"      warning: lock heartbeat: {describe_exception(exc)}")
+
+
+def _pre_hook(ctx: Context, on_failure: Sequence[Step]) -> None:
+    """The project's pre-* hook (cerniq_ops.hooks). Exiting non-zero stops the procedure
+    before it connects: the failure path runs (the procedure's failure hooks, on-failure) and
+    the error names the hook; nothing on the hosts changed."""
+    start = time.monotonic()
+    try:
+        detail = hooks.before(ctx)
+    except CerniqError as exc:
+        name = hooks.event_for(ctx.procedure, "pre") or "pre"
+        error = str(exc)
+        ctx.report.steps.append(  # type: ignore[union-attr]
+            StepReport(name, "failed", error, round(time.monotonic() - start, 2))
+        )
+        ctx.report.error = error  # type: ignore[union-attr]
+        ctx.facts.update(failed_step=name, error=error)
+        ctx.progress(f"      {error}")
+        with signals.held_off(ctx.progress):
+            _run_hooks(ctx, on_failure)
+            _project_hook(ctx, hooks.on_failure)
+        raise StepFailed(f"{ctx.procedure} to {ctx.env} stopped by its {error}") from exc
+    if detail:
+        ctx.progress(f"      {detail}")
+
+
+def _project_hook(ctx: Context, fire: Callable[[Context], str | None]) -> None:
+    """A post-* or on-failure hook of the project: its outcome is a line, never an error."""
+    try:
+        detail = fire(ctx)
+    except Exception as exc:  # a hook must never hide the outcome of the procedure
+        detail = f"warning: hook failed to run: {describe_exception(exc)}"
+    if detail:
+        ctx.progress(f"      {detail}")
 
 
 def _run_hooks(ctx: Context, hooks: Sequence[Step]) -> None:

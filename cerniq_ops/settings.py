@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 import runpy
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,9 @@ class Settings:
     migration_backup: str
     backup_verify_restore: bool
     restore_keep_previous_hours: float
+    hooks_dir: str
+    maintenance_image: str
+    prune_retain: int
 
     @property
     def migrations_path(self) -> Path:
@@ -166,6 +170,13 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Every secret value currently set: what redaction must hide."""
         return [v for f in SECRET_FIELDS if (v := self.secret(f))]
+
+    def hide_secrets(self) -> None:
+        """Register every secret set, also percent-encoded (as the app's env file carries them
+        in DATABASE_URL and REDIS_URL), for redaction: before printing what hosts or containers
+        say (`invoke exec`, `invoke logs`)."""
+        for value in self.secret_values():
+            register_secret(urllib.parse.quote(value, safe=""))
 
     # -- database ------------------------------------------------------------------------
     def db_conninfo(self, password: str | None = None) -> dict[str, Any]:
@@ -286,6 +297,10 @@ IDENTIFIERS: dict[str, tuple[str, str]] = {  # setting: (pattern, what it must l
     "migration_lock_timeout": (r"\d+(?:ms|s|min|h|d)?", "a PostgreSQL duration like 5s"),
     "migration_statement_timeout": (r"\d+(?:ms|s|min|h|d)?", "a PostgreSQL duration like 15min"),
     "github_repo": (r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/name"),
+    "maintenance_image": (
+        rf"{_IMAGE_PART}:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}",
+        "name:tag like busybox:1.36",
+    ),
 }
 SERVICE_RE = re.compile(r"[a-z][a-z0-9-]{0,62}")
 

@@ -35,6 +35,7 @@ CHECK_ORDER = (
     "containers",
     "traefik",
     "active_color",
+    "maintenance",
     "deploy_lock",
     "unfinished_run",
     "backup",

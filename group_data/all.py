@@ -101,3 +101,15 @@ bluegreen_canary_steps = [10, 50, 100]  # percent of traffic to the new color, s
 bluegreen_canary_pause = 60.0  # analysis window between canary steps
 bluegreen_min_requests = 20  # fewer requests than this in a window cannot fail an analysis
 bluegreen_latency_floor = 0.05  # s: a mean below this never fails the 3x latency check
+
+# Hooks (cerniq_ops/hooks.py): executables named pre-deploy, post-deploy, pre-switch,
+# post-switch, pre-rollback, post-rollback, on-failure, run on this machine around procedures
+hooks_dir = "hooks"  # relative to the project unless absolute
+
+# Maintenance mode (cerniq_ops/maintenance.py): the page server's image under
+# <registry>/<image_prefix>/ (a mirror of Docker Hub's busybox: its httpd serves the page)
+maintenance_image = "busybox:1.36"
+
+# Prune (cerniq_ops/prune.py): `invoke prune` and the end of every deploy keep the newest N app
+# versions' images on each app host (plus current and previous: a rollback needs them)
+prune_retain = 3

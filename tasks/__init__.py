@@ -31,6 +31,8 @@ TOP_LEVEL = (
     ("setup", "setup"),
 )
 TOP_LEVEL += (("testrun", "test"),)  # team procedures (issue 15), one line each
+TOP_LEVEL += (("maintenance", "maintenance"),)  # the operator's toolbox (issue 16)
+TOP_LEVEL += (("prune", "prune"), ("logs", "logs"), ("exec", "exec_"), ("details", "details"))
 
 ns = Collection()
 for _name in NAMESPACES:

@@ -15,6 +15,7 @@ JSON = "print a JSON summary on stdout (progress goes to stderr)"
 MESSAGE = "a note shown in the lock, the audit log and the announcement"
 ANALYSIS = "seconds to watch the new color after the full switch (default: setting; 0 = off)"
 LOCK_WAIT = "seconds to wait for a held deploy lock (CI queues; default 0: fail at once)"
+SKIP_HOOKS = "do not run the project's hooks (hooks/pre-*, post-*, on-failure)"
 
 
 def _run(procedure, name, env, version, json, dry_run, message, lock_wait=None, **options):
@@ -54,6 +55,7 @@ def _run(procedure, name, env, version, json, dry_run, message, lock_wait=None, 
         "message": MESSAGE,
         "json": JSON,
         "lock_wait": LOCK_WAIT,
+        "skip_hooks": SKIP_HOOKS,
     }
 )
 @cli
@@ -69,6 +71,7 @@ def deploy(
     message="",
     json=False,
     lock_wait=None,
+    skip_hooks=False,
 ):
     """Deploy VERSION to the idle color, check it, switch Traefik to it (switch back on failure)."""
     return _run(
@@ -80,6 +83,7 @@ def deploy(
         dry_run,
         message,
         lock_wait,
+        skip_hooks=skip_hooks,
         initial=initial,
         confirm=confirm,
         analysis_seconds=analysis_seconds,
@@ -97,6 +101,7 @@ def deploy(
         "message": MESSAGE,
         "json": JSON,
         "lock_wait": LOCK_WAIT,
+        "skip_hooks": SKIP_HOOKS,
     }
 )
 @cli
@@ -110,6 +115,7 @@ def switch(
     message="",
     json=False,
     lock_wait=None,
+    skip_hooks=False,
 ):
     """Switch ENV's traffic to the other color, only if it is healthy (switch back on failure)."""
     return _run(
@@ -121,6 +127,7 @@ def switch(
         dry_run,
         message,
         lock_wait,
+        skip_hooks=skip_hooks,
         to=to,
         confirm=confirm,
         analysis_seconds=analysis_seconds,
@@ -139,6 +146,7 @@ def switch(
         "message": MESSAGE,
         "json": JSON,
         "lock_wait": LOCK_WAIT,
+        "skip_hooks": SKIP_HOOKS,
     }
 )
 @cli
@@ -154,6 +162,7 @@ def canary(
     message="",
     json=False,
     lock_wait=None,
+    skip_hooks=False,
 ):
     """Move traffic to the idle color step by step; a failed analysis puts it back to 0%."""
     return _run(
@@ -165,6 +174,7 @@ def canary(
         dry_run,
         message,
         lock_wait,
+        skip_hooks=skip_hooks,
         steps=steps,
         pause=pause,
         confirm=confirm,

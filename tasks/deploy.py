@@ -26,6 +26,7 @@ from tasks._cli import cli, progress_for, run_procedure
         "auto_rollback": "watch live figures after the deploy; roll back on 'immediate'",
         "watch": "seconds to watch with --auto-rollback (default 60)",
         "lock_wait": "seconds to wait for a held deploy lock (CI queues; default 0: fail at once)",
+        "skip_hooks": "do not run the project's hooks (hooks/pre-*, post-*, on-failure)",
     },
 )
 @cli
@@ -44,6 +45,7 @@ def deploy(
     auto_rollback=False,
     watch=None,
     lock_wait=None,
+    skip_hooks=False,
 ):
     """Deploy VERSION to ENV with a zero-downtime rolling replace (seed 7.2)."""
     watch = number("watch", watch, minimum=1, default=60)
@@ -59,6 +61,7 @@ def deploy(
             "diff": diff,
             "skip_ci_check": skip_ci_check,
             "reason": reason,
+            "skip_hooks": skip_hooks,
         },
         progress=progress_for(json),
         lock_wait=number("lock-wait", lock_wait),

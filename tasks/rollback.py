@@ -23,6 +23,7 @@ from tasks._cli import cli, progress_for, run_procedure
         "dry_run": "show what would happen; change nothing",
         "json": "print a JSON summary on stdout",
         "lock_wait": "seconds to wait for a held deploy lock (default 0: fail at once)",
+        "skip_hooks": "do not run the project's hooks (hooks/pre-*, post-*, on-failure)",
     },
 )
 @cli
@@ -38,6 +39,7 @@ def rollback(
     dry_run=False,
     json=False,
     lock_wait=None,
+    skip_hooks=False,
 ):
     """Roll ENV back to --to VERSION or --previous, with an incident record (seed 9.2)."""
     ctx = Context(
@@ -52,6 +54,7 @@ def rollback(
             "db_rollback": db_rollback,
             "severity": severity,
             "reason": reason,
+            "skip_hooks": skip_hooks,
         },
         progress=progress_for(json),
         lock_wait=number("lock-wait", lock_wait),

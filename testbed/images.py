@@ -26,10 +26,16 @@ APPLETS = ("sh", "httpd", "sleep", "kill", "rm", "cat", "mkdir", "cp", "wget", "
 START_SH = """#!/bin/sh
 # Cerniq sample app: serves /health and /version on :80.
 # SIGTERM: fail health, keep serving DRAIN_SECONDS (the proxy drops us), then exit.
+# It says so on stdout (`invoke logs` reads it).
 mkdir -p /tmp/www && cp -r /app/www/. /tmp/www/
 httpd -f -p 80 -h /tmp/www &
 pid=$!
-trap 'rm -f /tmp/www/health; sleep "${DRAIN_SECONDS:-5}"; kill "$pid"; exit 0' TERM INT
+echo "cerniq $SERVICE $APP_VERSION serving on :80"
+drain() {
+  echo "cerniq $SERVICE $APP_VERSION draining"
+  rm -f /tmp/www/health; sleep "${DRAIN_SECONDS:-5}"; kill "$pid"; exit 0
+}
+trap drain TERM INT
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
 exit 1
 """
@@ -162,3 +168,15 @@ def publish_traefik(registry: Registry, prefix: str, cache_dir: Path) -> str:
         }
         registry.push_image(repo, tag, [traefik_layer(cache_dir)], config)
     return f"{registry.address}/{repo}:{tag}"
+
+
+BUSYBOX_TAG = "1.36"  # the setting maintenance_image is busybox:<this>
+
+
+def publish_busybox(registry: Registry, prefix: str) -> str:
+    """busybox:BUSYBOX_TAG (the maintenance page server: `httpd`), as a mirror of Docker Hub's."""
+    repo = f"{prefix}/busybox"
+    if not registry.has_manifest(repo, BUSYBOX_TAG):
+        config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]}}
+        registry.push_image(repo, BUSYBOX_TAG, [layer(busybox_layer())], config)
+    return f"{registry.address}/{repo}:{BUSYBOX_TAG}"

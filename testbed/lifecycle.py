@@ -255,6 +255,7 @@ class TestbedManager:
         registry = self.registry()
         _wait("the registry", lambda: _port_open(*self.tb.registry_address.split(":")), 20)
         self.progress(f"published {images.publish_traefik(registry, 'cerniq', self.cache_dir)}")
+        self.progress(f"published {images.publish_busybox(registry, 'cerniq')}")
         for ref in images.publish_app(registry, "cerniq", INITIAL_VERSION):
             self.progress(f"published {ref}")
         self.progress(f"app repository: {self._app_repo()}")

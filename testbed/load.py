@@ -25,6 +25,9 @@ class LoadResult:
     versions: Counter = field(default_factory=Counter)
     failures: list[tuple[float, str]] = field(default_factory=list)  # (time, what)
     first_seen: dict[str, float] = field(default_factory=dict)  # version -> first time seen
+    failure_kinds: Counter = field(default_factory=Counter)  # what failed, every failure
+    failed_from: float | None = None  # time of the first failure
+    failed_until: float | None = None  # time of the last failure
 
     @property
     def total(self) -> int:
@@ -100,6 +103,10 @@ class Load:
                     self.result.first_seen.setdefault(what, now)
                 else:
                     self.result.failed += 1
+                    self.result.failure_kinds[what] += 1
+                    if self.result.failed_from is None:
+                        self.result.failed_from = now
+                    self.result.failed_until = now
                     if len(self.result.failures) < 200:
                         self.result.failures.append((now, what))
             if self.pause:

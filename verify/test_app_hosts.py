@@ -123,3 +123,18 @@ def test_active_color(host, settings, detail):
     problems_or_pass(
         problems, detail, f"{ac.BLUEGREEN_ROUTER} -> cerniq-{color} in {config_path} and the API"
     )
+
+
+def test_maintenance(host, settings, detail):
+    """Maintenance mode (`invoke maintenance on`): reported; its file and Traefik agree."""
+    root = _root(settings)
+    config_path = f"{root}/traefik/dynamic/maintenance.yml"
+    contents = read_many(host, [config_path, f"{root}/maintenance/since"])
+    router = traefik_api(host, f"http/routers/{ac.MAINTENANCE_ROUTER}@file")
+    problems, passed = ac.maintenance_report(
+        config_path,
+        contents[config_path] is not None,
+        router,
+        contents[f"{root}/maintenance/since"],
+    )
+    problems_or_pass(problems, detail, passed)

@@ -85,6 +85,7 @@ def test_rolling_deploy_under_load_has_zero_failed_requests(
         "rolling_update",
         "post_deployment_verification",
         "record_release",
+        "prune_old_versions",
         "notify_deployment",
     ]
     assert all(s["status"] == "ok" for s in summary["steps"])
