@@ -190,7 +190,10 @@ def test_doctor_reports_a_missing_sudo_rule_with_the_fix(deployed, root_host):
         line for line in r.stdout.splitlines() if line.split()[:3] == ["sudo", "staging-db", "FAIL"]
     )
     assert "deploy may not run pg_dump, pg_restore, psql as postgres without a password" in row
-    assert f"add `{rule}` to {access.SUDOERS_FILE} on staging-db" in row
+    assert (
+        f"`invoke setup --env staging` writes `{rule}` to {access.SUDOERS_FILE} on staging-db"
+        in row
+    )
     # a procedure never prompts for a sudo password (pyinfra would): one line, exit 1
     assert backup.returncode == 1, backup.stdout + backup.stderr
     errors = backup.stderr.strip().splitlines()
