@@ -25,6 +25,7 @@ SLOWEST_FIRST = (
     "tests/e2e/test_recovery_rollback.py",  # 713
     "tests/e2e/test_recovery_restore.py",  # 380
     "tests/e2e/test_setup.py",  # 360 (with two other testbeds busy)
+    "tests/e2e/test_toolbox.py",  # 372 (load average ~30)
     "tests/e2e/test_bluegreen.py",  # 250
     "tests/e2e/test_waves.py",  # 174 (alone)
     "tests/e2e/test_deploy.py",  # 216
