@@ -63,6 +63,7 @@ def role_arguments(s: Settings) -> dict[str, Any]:
     from cerniq_ops.backup import cluster_owner_programs
 
     rule = access.sudo_rule(s.ssh_user, s.db_os_user, cluster_owner_programs(s))
+    db = s.db_conninfo()
     return {
         "public_keys": public_keys(s),
         "edge_compose": compose.edge_compose(s),
@@ -70,6 +71,8 @@ def role_arguments(s: Settings) -> dict[str, Any]:
         "redis_password": s.require_secret("redis_password_env"),
         "db_clients": db_clients(s),
         "sudoers": f"# Managed by `invoke setup` (docs/runbooks/hosts-and-access.md)\n{rule}\n",
+        "db_listen": (db["host"], db["port"]),  # where migrations and the app connect
+        "redis_listen": s.redis_address(),  # what the app's REDIS_URL names
     }
 
 

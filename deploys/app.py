@@ -10,12 +10,14 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+FOLDERS = ("/traefik/dynamic", "/incidents")  # under app_root (also made by the edge role)
+
 
 @deploy("cerniq app files")
 def app_files(documents: dict[str, tuple[str, str]]):
     """DOCUMENTS: path relative to app_root -> (text, mode). Unchanged files are not touched."""
     root = host.data.cerniq["app_root"]
-    for folder in ("", "/traefik/dynamic", "/incidents"):
+    for folder in ("", *FOLDERS):
         files.directory(name=f"folder {root}{folder}", path=f"{root}{folder}", mode="755")
     for relative, (text, mode) in sorted(documents.items()):
         if int(mode, 8) & 0o077 == 0:  # a secret (.env): never in a file others can read

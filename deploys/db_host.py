@@ -1,7 +1,7 @@
 """The environment's db host: PostgreSQL from Debian's packages, listening on the host's
 address at `postgres_port`, the app's role and database, pg_hba for exactly the app hosts and
 `db_clients`, and what backups need: `backup_dir` and the deploy user's one sudo rule
-(SUDOERS: its text)."""
+(SUDOERS: its text; LISTEN: address and port, Settings.db_conninfo's)."""
 
 from io import StringIO
 
@@ -26,9 +26,8 @@ def cluster() -> tuple[str, str]:
 
 
 @deploy("db host")
-def db_host(password: str, clients: list[str], sudoers: str):
-    owner, port = setting("db_os_user"), setting("postgres_port")
-    address = str(host.data.get("db_address") or host.data.get("ssh_hostname") or host.name)
+def db_host(password: str, clients: list[str], sudoers: str, listen: tuple[str, int]):
+    owner, (address, port) = setting("db_os_user"), listen
     packages(PACKAGES)
     conf_dir, unit = cluster()
     owned = {"user": owner, "group": owner}

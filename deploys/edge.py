@@ -7,13 +7,14 @@ from io import StringIO
 from pyinfra.api import deploy
 from pyinfra.operations import files
 
+from deploys.app import FOLDERS
 from deploys.data import setting
 
 
 @deploy("edge")
 def edge(edge_compose: str):
     root, user = setting("app_root"), setting("ssh_user")
-    for folder in (f"{root}/traefik", f"{root}/traefik/dynamic", f"{root}/incidents"):
+    for folder in (f"{root}{sub}" for sub in ("/traefik", *FOLDERS)):  # parents first: theirs
         files.directory(name=f"folder {folder}", path=folder, user=user, group=user, mode="755")
     files.put(
         name=f"{root}/docker-compose.traefik.yml",

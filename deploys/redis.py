@@ -3,12 +3,11 @@
 
 from io import StringIO
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
 from deploys.config_files import redis_conf
-from deploys.data import changed, setting
+from deploys.data import changed
 from deploys.packages import packages
 
 CONF = "/etc/redis/redis.conf"
@@ -16,9 +15,8 @@ PACKAGES = ["redis-server"]
 
 
 @deploy("redis")
-def redis(password: str):
-    address = str(host.data.get("redis_address") or host.data.get("ssh_hostname") or host.name)
-    port = int(host.data.get("redis_port") or setting("redis_port"))
+def redis(password: str, listen: tuple[str, int]):
+    address, port = listen  # Settings.redis_address: what the app's REDIS_URL names
     packages(PACKAGES)
     conf = files.put(
         name=CONF,

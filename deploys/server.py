@@ -25,6 +25,8 @@ def server(
     redis_password: str,
     db_clients: list[str],
     sudoers: str,
+    db_listen: tuple[str, int],
+    redis_listen: tuple[str, int],
 ):
     app, db = "app_servers" in host.groups, "db_servers" in host.groups
     if app:
@@ -33,8 +35,8 @@ def server(
     if app:
         edge(edge_compose)
     if db:
-        db_host(db_password, db_clients, sudoers)
-        redis(redis_password)
+        db_host(db_password, db_clients, sudoers, db_listen)
+        redis(redis_password, redis_listen)
 
 
 if pyinfra.is_cli:  # run as a deploy file by pyinfra's own CLI

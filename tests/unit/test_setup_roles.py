@@ -92,6 +92,19 @@ def test_role_arguments_come_from_the_settings(staging):
         "/usr/lib/postgresql/15/bin/pg_restore, /usr/lib/postgresql/15/bin/psql\n"
     )
     assert "image: registry.cerniq.app/cerniq/traefik:" in args["edge_compose"]
+    assert args["db_listen"] == ("staging-db.cerniq.app", 64032)
+    assert args["redis_listen"] == ("staging-db.cerniq.app", 64039)
+
+
+def test_the_db_hosts_own_address_and_port_overrides_reach_the_roles(staging):
+    hosts = tuple(
+        dataclasses.replace(h, data={**h.data, "db_address": "10.0.5.5", "db_port": 5433})
+        if "db_servers" in h.roles
+        else h
+        for h in staging.hosts
+    )
+    args = setup_mod.role_arguments(dataclasses.replace(staging, hosts=hosts))
+    assert args["db_listen"] == ("10.0.5.5", 5433)  # where deploys connect: where it listens
 
 
 def test_db_clients_are_the_app_hosts_addresses_then_the_setting(staging):
