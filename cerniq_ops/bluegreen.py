@@ -721,7 +721,7 @@ def check_traefik(ctx: Context) -> str:
         if ctx.dry_run:
             return "would make sure Traefik runs on every app host"
         hosts.apply(
-            s, s.app_hosts, _app_files(), documents=_edge_documents(s)
+            ctx.state, s.app_hosts, _app_files(), documents=_edge_documents(s)
         )  # edge compose file + the dynamic folder
         done = [f"{spec.name}: {rollout.ensure_edge(h, s)}" for spec, h in _pairs(ctx)]
     else:
@@ -789,14 +789,16 @@ def deploy_idle(ctx: Context) -> str:
     password = s.require_secret("db_password_env")
     documents = color_documents(s, idle, ctx.version, password)
     if ctx.dry_run:
-        for line in hosts.apply(s, s.app_hosts, _app_files(), dry_run=True, documents=documents):
+        for line in hosts.apply(
+            ctx.state, s.app_hosts, _app_files(), dry_run=True, documents=documents
+        ):
             ctx.note(f"would change {line}")
         if ctx.options.get("diff"):
             for spec in s.app_hosts:
                 for line in planned_diff(ctx, spec, documents):
                     ctx.note(f"{spec.name}: {line}")
         return f"would start {color_project(s, idle)} at {ctx.version}"
-    hosts.apply(s, s.app_hosts, _app_files(), documents=documents)
+    hosts.apply(ctx.state, s.app_hosts, _app_files(), documents=documents)
     stack = color_stack(s, idle)
     for spec, host in _pairs(ctx):
         stale = stale_containers(color_containers(host, s, idle))

@@ -317,7 +317,7 @@ def rolling_update(ctx: Context) -> str:
     waves = batches(s.app_hosts, ctx.options.get("batch"))
     if ctx.dry_run:
         planned = hosts.apply(
-            s,
+            ctx.state,
             s.app_hosts,
             _app_files(),
             dry_run=True,
@@ -347,7 +347,7 @@ def write_wave_files(ctx: Context, wave: list[HostSpec], password: str) -> dict[
     once); {host: files changed}. Files change no container: each host's roll follows."""
     s = ctx.settings
     documents = app_documents(s, ctx.version, password)
-    changes = hosts.apply(s, wave, _app_files(), documents=documents)
+    changes = hosts.apply(ctx.state, wave, _app_files(), documents=documents)
     return {
         spec.name: sum(1 for line in changes if line.startswith(f"{spec.name}: ")) for spec in wave
     }
@@ -484,7 +484,7 @@ def match_files(ctx: Context, spec: HostSpec, previous: str | None, password: st
         one = set(versions.values())
         version = one.pop() if len(one) == 1 else base
         hosts.apply(
-            s, [spec], _app_files(), documents=app_documents(s, version, password, versions)
+            ctx.state, [spec], _app_files(), documents=app_documents(s, version, password, versions)
         )
         if len(set(versions.values())) == 1 and version != previous:
             write_markers(ctx, spec, previous, version)

@@ -21,13 +21,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from gevent.pool import Pool
 from paramiko import SSHException
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host
 from pyinfra.api.operations import run_ops
-from pyinfra.api.state import BaseStateCallback
+from pyinfra.api.state import BaseStateCallback, StateHostMeta, StateHostResults
 from pyinfra.connectors import util as pyinfra_connector_util
 from pyinfra.context import ctx_host, ctx_state
 
@@ -105,16 +106,11 @@ def session(
     settings: Settings,
     hosts: list[HostSpec] | None = None,
     user: str | None = None,
-    *,
-    plan: bool = True,
 ) -> Iterator[State]:
     """Connect to HOSTS (as USER: see build_inventory; a USER other than root runs every
-    operation with sudo); StepFailed naming every unreachable host; always disconnect.
-    PLAN=False: operations read their facts only when they run, in order (as `pyinfra -y`),
-    not all up front, where a fact can depend on what an earlier operation changes (psql on
-    the port a config file about to be written names)."""
+    operation with sudo); StepFailed naming every unreachable host; always disconnect."""
     config = Config(CONNECT_TIMEOUT=10, FAIL_PERCENT=0, SUDO=user not in (None, "root"))
-    state = State(build_inventory(settings, hosts, user), config, check_for_changes=plan)
+    state = State(build_inventory(settings, hosts, user), config)
     errors = _ConnectErrors()
     state.add_callback_handler(errors)
     try:
@@ -146,56 +142,73 @@ _PYINFRA_STATE = threading.Lock()
 
 
 def apply(
-    settings: Settings,
-    targets: list[HostSpec],
-    deploy_fn,
-    *,
-    dry_run: bool = False,
-    user: str | None = None,
-    **kwargs,
+    state: State, targets: list[HostSpec], deploy_fn, *, dry_run: bool = False, **kwargs
 ) -> list[str]:
-    """Apply a pyinfra @deploy to TARGETS in a session of its own; the changes it makes.
+    """Apply a pyinfra @deploy to TARGETS over STATE, the procedure's session (its SSH
+    connections: nothing new is opened, a dropped one is re-opened); the changes it makes.
 
     With dry_run the operations are planned (facts read, commands generated) and listed, and
-    nothing runs. Returns lines like `prod-app1: /opt/cerniq/docker-compose.yml`.
+    nothing runs; else each operation reads its facts when it runs, in order (as `pyinfra
+    -y`), where a fact can depend on what an earlier operation changed (psql on the port a
+    config file just written names). Returns lines like `prod-app1: /opt/cerniq/docker-compose.yml`.
     One apply at a time in the process: pyinfra keeps the current State in a process-wide
     context (`pyinfra.context.ctx_state` is not thread-local), so hosts rolled at once apply
     their files in turn and run their commands (`sh`) at the same time.
     """
     errors = _ErrorLines()
-    with (
-        _PYINFRA_STATE,
-        session(settings, targets, user, plan=dry_run) as state,
-        errors.collected(),
-    ):
+    with _PYINFRA_STATE, errors.collected():
+        chosen = [state.inventory.get_host(spec.name) for spec in targets]
+        for host in chosen:
+            reconnect(host)
+        _new_run(state, chosen, plan=dry_run)
         try:
-            _add_deploy(state, deploy_fn, kwargs)
-            planned = _planned(state) if dry_run else run_ops(state)
+            _add_deploy(state, chosen, deploy_fn, kwargs)
+            planned = _planned(state, chosen) if dry_run else run_ops(state)
         except PyinfraError as exc:  # a host failed (FAIL_PERCENT=0): named below
-            if not state.failed_hosts:
+            if not state.failed_hosts.intersection(chosen):
                 raise StepFailed(f"pyinfra: {exc}") from None
-        failed = sorted(h.name for h in state.failed_hosts)
+        finally:
+            state.active_hosts = state.activated_hosts - state.failed_hosts
+        failed = sorted(h.name for h in chosen if h in state.failed_hosts)
         if failed:
             raise StepFailed(f"pyinfra operations failed on {', '.join(failed)}{errors.why()}")
         if dry_run:
             return planned
-        changes = []
-        for host in sorted(state.inventory.iter_activated_hosts(), key=lambda h: h.name):
-            for op_hash, op_data in state.ops[host].items():
-                if op_data.operation_meta.did_change():
-                    changes.append(f"{host.name}: {_op_name(state, op_hash)}")
-        return changes
+        return [
+            f"{host.name}: {_op_name(state, op_hash)}"
+            for host in sorted(chosen, key=lambda h: h.name)
+            for op_hash, op_data in state.ops[host].items()
+            if op_data.operation_meta.did_change()
+        ]
 
 
-def _add_deploy(state: State, deploy_fn, kwargs: dict) -> None:
+def _new_run(state: State, chosen: list[Host], *, plan: bool) -> None:
+    """Make STATE ready for another run of operations on CHOSEN: pyinfra's State holds one
+    deploy, so what the last apply added (operations, their order, results, a host it failed)
+    goes, and the connections stay. Greenlet pools of this thread's own: a wave's hosts apply
+    from their threads."""
+    state.is_executing = False  # else pyinfra runs each operation as it is added
+    state.check_for_changes = plan
+    state.op_meta = {}
+    state.ops = {host: {} for host in state.inventory}
+    state.meta = {host: StateHostMeta() for host in state.inventory}
+    state.results = {host: StateHostResults() for host in state.inventory}
+    for host in state.inventory:
+        host.op_hash_order = []
+    state.failed_hosts -= set(chosen)
+    state.active_hosts = set(chosen)
+    state.pool = Pool(len(chosen))
+    state.fact_pool = Pool(len(chosen))
+
+
+def _add_deploy(state: State, chosen: list[Host], deploy_fn, kwargs: dict) -> None:
     """pyinfra's add_deploy, with hosts of different groups kept apart. In API mode pyinfra
     tells an operation by its place in each host's sequence, so hosts whose roles differ (an
     app host, the db host) would share the names and order of unrelated operations; a loop
     position per kind of host (its groups) keeps each kind's operations its own."""
-    hosts = list(state.inventory.get_active_hosts())
-    kinds = sorted({tuple(sorted(map(str, h.groups))) for h in hosts})
+    kinds = sorted({tuple(sorted(map(str, h.groups))) for h in chosen})
     with ctx_state.use(state):
-        for host in hosts:
+        for host in chosen:
             host.loop_position = [kinds.index(tuple(sorted(map(str, host.groups))))]
             try:
                 with ctx_host.use(host):
@@ -234,13 +247,13 @@ def _op_name(state: State, op_hash: str) -> str:
     return ", ".join(sorted(names)) if names else op_hash
 
 
-def _planned(state: State) -> list[str]:
+def _planned(state: State, chosen: list[Host]) -> list[str]:
     """Each host's planned changes, hosts by name (pyinfra activates them in the order their
     connections came up, which differs from run to run); an operation whose `_if` does not
     hold is not planned (the roles' conditions use deploys.data.changed, true in plans)."""
     planned = []
     with ctx_state.use(state):
-        for host in sorted(state.inventory.iter_activated_hosts(), key=lambda h: h.name):
+        for host in sorted(chosen, key=lambda h: h.name):
             with ctx_host.use(host):
                 for op_hash, op_data in state.ops[host].items():
                     conditions = op_data.global_arguments.get("_if") or []

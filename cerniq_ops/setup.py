@@ -103,11 +103,10 @@ def provision(ctx: Context) -> str:
     """Every host's roles at once; each change listed by host."""
     s = ctx.settings
     changes = hosts.apply(
-        s,
+        ctx.state,
         list(s.hosts),
         _server(),
         dry_run=ctx.dry_run,
-        user=s.setup_user,
         **role_arguments(s),
     )
     for line in changes:
