@@ -53,7 +53,8 @@ def edge_stack(s: Settings) -> Stack:
 
 
 def traefik_args(s: Settings) -> list[str]:
-    """Traefik's static configuration: file provider on a directory, docker provider by label."""
+    """Traefik's static configuration: file provider on a directory, docker provider by label,
+    the access log (common log format) on its stdout with the setting traefik_access_log."""
     return [
         "--global.checkNewVersion=false",
         "--global.sendAnonymousUsage=false",
@@ -70,6 +71,7 @@ def traefik_args(s: Settings) -> list[str]:
         "--providers.file.watch=true",
         "--providers.providersThrottleDuration=0s",
         "--log.level=ERROR",
+        *(["--accesslog=true"] if s.traefik_access_log else []),
     ]
 
 

@@ -24,6 +24,9 @@ REPAIRED ("removed 1 exited api replica on prod-app1 (v1.2.0)").
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -205,18 +208,59 @@ def container_urls(host: Host, ids: list[str]) -> dict[str, str]:
     return {i: urls[i[:12]] for i in ids if i[:12] in urls}
 
 
+_EDGE_RECREATES = threading.Lock()  # one host's Traefik recreated at a time in the process
+
+
 def ensure_edge(host: Host, s: Settings, timeout: float = 60) -> str:
-    """Traefik running and answering its API on HOST; returns what was done."""
+    """Traefik running and answering its API on HOST; returns what was done.
+
+    A running Traefik whose image or static arguments differ from the settings' (the access
+    log turned on, a new version) is recreated one host at a time, a planned rolling
+    recreate: the next host waits until this one routes every service it routed before, then
+    edge_settle_seconds more, so the balancer in front sees it healthy again before another
+    host's Traefik goes down (meanwhile the balancer sends requests to the other hosts)."""
     edge = compose.edge_stack(s)
     hosts.sh(host, compose.ensure_network(s))
     running = containers(host, edge.project, "traefik")
-    hosts.sh(host, edge.cmd("up", "-d", "--remove-orphans"))
-    traefik.wait_for(
-        f"Traefik's API on {host.name}",
-        lambda: _answers(host),
-        timeout,
-    )
+    if running and not edge_current(_inspect_edge(host, running[0]), s):
+        with _EDGE_RECREATES:
+            routed = routed_services(traefik.api_get(host, "http/services"))
+            _edge_up(host, edge, timeout)
+            traefik.wait_for(
+                f"Traefik on {host.name} to route {', '.join(sorted(routed)) or 'its API'} again",
+                lambda: routed <= routed_services(traefik.api_get(host, "http/services")),
+                timeout,
+            )
+            time.sleep(s.edge_settle_seconds)
+        return "traefik recreated: its configuration changed (one host at a time)"
+    _edge_up(host, edge, timeout)
     return "traefik running" if running else "traefik started"
+
+
+def _edge_up(host: Host, edge: Stack, timeout: float) -> None:
+    hosts.sh(host, edge.cmd("up", "-d", "--remove-orphans"))
+    traefik.wait_for(f"Traefik's API on {host.name}", lambda: _answers(host), timeout)
+
+
+def _inspect_edge(host: Host, container: Container) -> str:
+    fmt = "{{.Config.Image}} {{json .Config.Cmd}}"
+    return hosts.sh(host, ["docker", "inspect", "--format", fmt, container.id])[1]
+
+
+def edge_current(inspected: str, s: Settings) -> bool:
+    """Whether a Traefik container (`docker inspect`: image, then its arguments as JSON) runs
+    the settings' image and static configuration."""
+    image, _, cmd = inspected.strip().partition(" ")
+    try:
+        args = json.loads(cmd)
+    except json.JSONDecodeError:
+        return False
+    return image == s.image("traefik", s.traefik_version) and args == compose.traefik_args(s)
+
+
+def routed_services(docs: object) -> set[str]:
+    """The services of Traefik's `http/services` document with a server UP."""
+    return {d["name"] for d in docs or [] if isinstance(d, dict) and traefik.up_servers(d)}
 
 
 def _answers(host: Host) -> bool:

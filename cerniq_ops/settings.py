@@ -70,6 +70,8 @@ class Settings:
     compose_project: str
     registry_scheme: str
     traefik_version: str
+    traefik_access_log: bool
+    edge_settle_seconds: float
     api_replicas: int
     db_name: str
     db_user: str

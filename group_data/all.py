@@ -33,6 +33,10 @@ compose_command = ["docker", "compose"]
 compose_project = "cerniq"
 registry_scheme = "https"
 traefik_version = "v3.7.15"  # <registry>/<image_prefix>/traefik:<this>, mirrored there
+traefik_access_log = True  # Traefik's access log on its stdout: `invoke logs --service traefik`
+# after a host's Traefik is recreated (its configuration changed), how long the next host waits:
+# the balancer in front must see this one healthy again (HAProxy's `rise 2` x `inter 1s`)
+edge_settle_seconds = 3.0
 api_replicas = 1  # per app host (the seed runs one)
 
 # Database (seed 9.2 uses user c3rn1q, database cerniq)

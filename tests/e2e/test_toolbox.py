@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -283,3 +285,60 @@ def test_details_per_host_containers_traefik_lock_and_last_change(production):
     assert (last["procedure"], last["version"], last["result"]) == ("deploy", "v1.2.0", "ok")
     text = invoke("details", "--env", "production")
     assert "== prod-app2 (" in text.stdout and "== production: lock free" in text.stdout
+
+
+# -- Traefik: its access log; a changed configuration recreated host by host -------------------
+def test_traefik_logs_are_its_access_log_from_every_host(production):
+    r = invoke(
+        "logs",
+        "--env",
+        "production",
+        "--service",
+        "traefik",
+        "--since",
+        "30s",
+        "--grep",
+        '"GET /health',
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()  # the balancer checks every host's /health each second
+    access = re.compile(r'\[\d\d/\w{3}/\d{4}:[\d:]{8} \+0000\] "GET /health HTTP/1\.[01]" (\d{3}) ')
+    assert all(access.search(line) for line in lines), lines[:3]
+    ok = {line.split()[0] for line in lines if access.search(line).group(1) == "200"}
+    assert ok == set(APP_HOSTS), r.stdout[-2000:]
+
+
+def test_a_changed_traefik_is_recreated_one_host_at_a_time_with_no_failed_request(
+    production, testinfra_host
+):
+    """The access log turned off changes Traefik's static configuration: the deploy recreates
+    each host's Traefik in turn, the next one only once the first routes again and the
+    balancer had edge_settle_seconds to see it; through the balancer no request fails."""
+    images.publish_app(production.registry(), "cerniq", "v1.3.0")
+    s = settings.load("production")
+    off = {"CERNIQ_OVERRIDE_TRAEFIK_ACCESS_LOG": "false"}
+
+    def started(name: str) -> datetime:
+        stamp = testinfra_host(name).check_output(
+            "docker inspect -f '{{.State.StartedAt}}' "
+            "$(docker ps -q --filter label=com.docker.compose.service=traefik)"
+        )
+        return datetime.fromisoformat(stamp.strip()[:26].rstrip("Z") + "+00:00")
+
+    before = {name: started(name) for name in APP_HOSTS}
+    with Load([s.public_url], workers=4) as load:
+        load.wait_for_requests(100)
+        r = deploy("v1.3.0", env=off)
+        load.wait_for_requests(load.result.total + 100)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name in APP_HOSTS:
+        assert f"{name}: traefik recreated: its configuration changed" in r.stdout, r.stdout
+    after = {name: started(name) for name in APP_HOSTS}
+    assert all(after[name] > before[name] for name in APP_HOSTS)
+    first, second = sorted(after.values())
+    assert (second - first).total_seconds() >= s.edge_settle_seconds  # one host at a time
+    assert load.result.failed == 0, load.result.failures[:5]
+    again = invoke("verify", "--env", "production", env=off)
+    assert again.returncode == 0, again.stdout + again.stderr
+    quiet = invoke("logs", "--env", "production", "--service", "traefik", "--since", "5s")
+    assert '"GET /health' not in quiet.stdout

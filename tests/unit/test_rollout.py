@@ -10,6 +10,7 @@ container numbers; SIGTERM makes a replica fail its health check (Traefik marks 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -327,3 +328,61 @@ def test_a_failure_report_says_what_every_host_runs_for_every_service():
         '\'{{.ID}} {{.Image}} {{.Label "com.docker.compose.service"}} {{.State}} '
         "{{if .Status}}{{.Status}}{{end}}'"
     ]
+
+
+def test_a_traefik_is_current_when_its_image_and_arguments_are_the_settings():
+    s = settings.load("production", target="real")
+    image = s.image("traefik", s.traefik_version)
+    args = compose.traefik_args(s)
+    assert "--accesslog=true" in args
+    assert rollout.edge_current(f"{image} {json.dumps(args)}\n", s)
+    older = [a for a in args if a != "--accesslog=true"]
+    assert not rollout.edge_current(f"{image} {json.dumps(older)}", s)
+    assert not rollout.edge_current(f"{REG}/traefik:v3.0.0 {json.dumps(args)}", s)
+    assert not rollout.edge_current("", s)
+    quiet = dataclasses.replace(s, traefik_access_log=False)
+    assert rollout.edge_current(f"{image} {json.dumps(older)}", quiet)
+
+
+def test_routed_services_are_those_with_a_server_up():
+    docs = [
+        {"name": "api@docker", "serverStatus": {"http://a:80": "UP", "http://b:80": "DOWN"}},
+        {"name": "web@docker", "serverStatus": {"http://c:80": "DOWN"}},
+        {"name": "api@internal"},
+    ]
+    assert rollout.routed_services(docs) == {"api@docker"}
+    assert rollout.routed_services(None) == set()
+
+
+UP = json.dumps([{"name": "api@docker", "serverStatus": {"http://a:80": "UP"}}]) + "\n200"
+
+
+def _edge_host(s, args: list[str], *services: str) -> FakeHost:
+    """A host whose Traefik runs ARGS; its API's service list answers SERVICES in turn."""
+    host = FakeHost("app1.cerniq.app")
+    image = s.image("traefik", s.traefik_version)
+    host.on("docker ps ", f"t1 {image} traefik running Up 2 hours")
+    host.on("docker inspect ", f"{image} {json.dumps(args)}")
+    host.on(re.compile(r"/api/http/services$"), *(services or (UP,)))
+    host.on(re.compile(r"/api/overview$"), "{}\n200")
+    return host
+
+
+def test_a_traefik_whose_configuration_changed_is_recreated_and_waited_for():
+    s = dataclasses.replace(settings.load("production", target="real"), edge_settle_seconds=0)
+    old = [a for a in compose.traefik_args(s) if a != "--accesslog=true"]
+    host = _edge_host(s, old, UP, "[]\n200", UP)  # routed api; just recreated: nothing yet
+    assert rollout.ensure_edge(host, s, timeout=5) == (
+        "traefik recreated: its configuration changed (one host at a time)"
+    )
+    up = next(i for i, c in enumerate(host.commands) if " up -d " in c)
+    listed = [i for i, c in enumerate(host.commands) if c.endswith("/api/http/services")]
+    assert len(listed) == 3 and listed[0] < up < listed[1], host.commands
+
+
+def test_a_current_traefik_is_only_brought_up():
+    s = settings.load("production", target="real")
+    host = _edge_host(s, compose.traefik_args(s))
+    assert rollout.ensure_edge(host, s, timeout=5) == "traefik running"
+    assert any(" up -d " in c for c in host.commands)
+    assert not any(c.endswith("/api/http/services") for c in host.commands)
