@@ -1,8 +1,11 @@
 """Validation of user input shared by every procedure: refuse before any connection."""
 
+from __future__ import annotations
+
 import re
 
 from cerniq_ops.errors import BadInput
+from cerniq_ops.settings import HostSpec
 
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?\Z", re.ASCII)  # \Z: no trailing newline
 
@@ -30,3 +33,25 @@ def number(
     if parsed is None or parsed != parsed or parsed < minimum:  # parsed != parsed: NaN
         raise BadInput(f"invalid --{option} {value!r}: expected {what} >= {minimum:g}")
     return parsed
+
+
+def batches(items: list[HostSpec], spec: str | int | None) -> list[list[HostSpec]]:
+    """Split hosts into waves: `1` (one at a time), `2`, `50%`; None = all at once."""
+    if spec in (None, "", "all", "100%"):
+        return [items] if items else []
+    text = str(spec)
+    try:
+        if text.endswith("%"):
+            percent = int(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            size = max(1, (len(items) * percent) // 100)
+        else:
+            size = int(text)
+            if size < 1:
+                raise ValueError
+    except ValueError:
+        raise BadInput(
+            f"invalid --batch {spec!r}: a host count like 1 or a percentage like 50%"
+        ) from None
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -158,6 +158,8 @@ def apply(
     errors = _ErrorLines()
     with _PYINFRA_STATE, errors.collected():
         chosen = [state.inventory.get_host(spec.name) for spec in targets]
+        if not chosen:
+            return []
         for host in chosen:
             reconnect(host)
         _new_run(state, chosen, plan=dry_run)

@@ -831,7 +831,7 @@ def tag_release(ctx: Context) -> str:
 @step()
 def wait_for_images(ctx: Context) -> str:
     """The app's CI builds and pushes the tag's images; deploy needs every service's."""
-    from cerniq_ops.deploy import registry_for
+    from cerniq_ops.steps import registry_for
 
     s, tag = ctx.settings, ctx.facts["tag"]
     wait = float(ctx.options.get("image_wait") or 1800)

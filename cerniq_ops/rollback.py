@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cerniq_ops import deploy, hosts, incident, metrics, notify, releases
+from cerniq_ops import deploy, hosts, incident, metrics, notify, releases, steps
 from cerniq_ops.audit import actor
 from cerniq_ops.clients.http import health, wait_healthy
 from cerniq_ops.confirm import require
@@ -60,7 +60,7 @@ def validate_rollback(ctx: Context) -> str:
 def _check_published(ctx: Context) -> None:
     """Only a release tag published in the registry, for every service, is a rollback target."""
     validate_version(ctx.version)
-    deploy.require_published(ctx.settings, ctx.version)
+    steps.require_published(ctx.settings, ctx.version)
 
 
 @step()
@@ -226,7 +226,7 @@ def redeploy_target(ctx: Context) -> str:
         return f"every host already runs {ctx.version}"
     how = bluegreen.rollback_path(ctx)
     if how is None:
-        how = f"{deploy.pull_images(ctx)}; {deploy.rolling_update(ctx)}"
+        how = f"{steps.pull_images(ctx)}; {deploy.rolling_update(ctx)}"
     _record(ctx, how)
     return how
 

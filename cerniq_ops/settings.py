@@ -323,6 +323,8 @@ def validate(values: dict[str, Any]) -> None:
 
 def load(env: str | None, target: str | None = None, project_dir: Path = PROJECT_DIR) -> Settings:
     """Resolve the settings of ENV; BadInput (one line, exit 2) for anything unknown."""
+    if env is None:
+        raise BadInput(f"--env is required; choose one of: {', '.join(ENVIRONMENTS)}")
     if env not in ENVIRONMENTS:
         raise BadInput(f"unknown environment '{env}'; choose one of: {', '.join(ENVIRONMENTS)}")
     target = target or current_target()

@@ -123,7 +123,7 @@ def test_finish_tags_the_patch_deploys_opens_the_post_mortem_and_reports_the_sla
     stands in (tests/e2e/test_releases_live.py runs it for real)."""
     from datetime import UTC, datetime
 
-    from cerniq_ops import deploy, hotfix
+    from cerniq_ops import deploy, hotfix, steps
     from cerniq_ops.procedure import run
     from tasks.release import _context
 
@@ -142,7 +142,7 @@ def test_finish_tags_the_patch_deploys_opens_the_post_mortem_and_reports_the_sla
     gh.add_review(1, "bogdan-cerniq", "APPROVED", "2026-12-02T10:40:00Z")
     state = fake_sessions(monkeypatch)
     monkeypatch.setattr(
-        deploy,
+        steps,
         "registry_for",
         lambda s: type("R", (), {"has_manifest": lambda self, repo, tag: True})(),
     )

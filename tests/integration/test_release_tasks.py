@@ -274,7 +274,7 @@ def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags
     """In process, hosts faked: the git and GitHub steps for real; deploy stands in (it is
     covered by tests/e2e/test_releases_live.py). The first run fails at the deploy, after the tag;
     the re-run continues and makes no second merge or tag."""
-    from cerniq_ops import deploy
+    from cerniq_ops import deploy, steps
     from cerniq_ops.errors import StepFailed
     from cerniq_ops.procedure import run
     from tasks.release import _context
@@ -285,7 +285,7 @@ def test_finish_merges_tags_deploys_merges_back_publishes_and_a_rerun_never_tags
     state = fake_sessions(monkeypatch)
     published = iter([False, True])  # the tag's images appear while finish waits
     monkeypatch.setattr(
-        deploy,
+        steps,
         "registry_for",
         lambda s: type("R", (), {"has_manifest": lambda self, repo, tag: next(published, True)})(),
     )
@@ -348,7 +348,7 @@ def test_finish_after_a_run_killed_between_its_local_merge_tag_and_push_pushes_t
 ):
     """What a run killed after `git merge` and `git tag` but before their pushes leaves: the
     re-run pushes that merge and that tag (said as repairs), and makes no second of either."""
-    from cerniq_ops import deploy
+    from cerniq_ops import deploy, steps
     from cerniq_ops.procedure import run
     from tasks.release import _context
 
@@ -372,7 +372,7 @@ def test_finish_after_a_run_killed_between_its_local_merge_tag_and_push_pushes_t
     assert git(origin, "tag", "--list", "v1.1.0") == ""
     fake_sessions(monkeypatch)
     monkeypatch.setattr(
-        deploy,
+        steps,
         "registry_for",
         lambda s: type("R", (), {"has_manifest": lambda self, repo, tag: True})(),
     )

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cerniq_ops import bluegreen, hosts, procedure, settings
-from cerniq_ops.bluegreen import Pending, Recovery, plan_recovery, same_request
+from cerniq_ops.bluegreen import Pending, Recovery, plan_recovery, routing, same_request
 from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.procedure import Context
 from cerniq_ops.rollout import Container
@@ -195,9 +195,9 @@ def run_on_fakes(prod, monkeypatch):
         yield state
 
     monkeypatch.setattr(hosts, "session", session)
-    monkeypatch.setattr(bluegreen, "CONFIRM_SECONDS", 0.3)
+    monkeypatch.setattr(routing, "CONFIRM_SECONDS", 0.3)  # read by confirm_routing
     monkeypatch.setattr(  # the host's entrypoint answers from what its Traefik routes
-        bluegreen,
+        routing,
         "_answers_from",
         lambda url, color: (
             bluegreen.routed_service(state.inventory.get_host(APP1 if APP1 in url else APP2))

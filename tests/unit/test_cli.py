@@ -101,3 +101,29 @@ def test_bad_options_are_refused_before_anything_connects(args, message):
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == message
     assert "[2/" not in result.stdout  # no step past the offline validation
+
+
+def test_task_help_after_the_task_name_and_a_missing_env_said_in_one_line():
+    helped = invoke("deploy", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("Usage: inv[oke] [--core-opts] deploy [--options]")
+    assert "--env=STRING" in helped.stdout
+    missing = invoke("lock.status")
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "error: --env is required; choose one of: staging, production"
+
+
+def test_a_command_line_imports_only_the_task_modules_it_names():
+    from tasks import wanted_modules
+
+    assert wanted_modules(["/venv/bin/invoke", "lock.release", "--env", "x"]) == {"lock"}
+    assert wanted_modules(["invoke", "deploy", "--env", "x", "verify"]) == {"deploy", "verify"}
+    assert wanted_modules(["inv", "history", "--env", "x"]) == {"deploy"}
+    assert wanted_modules(["invoke", "exec", "--env", "x", "--", "ls"]) == {"exec"}
+    assert wanted_modules(["invoke", "test"]) == {"testrun"}
+    assert wanted_modules(["invoke", "bluegreen.switch", "--env", "x"]) == {"bluegreen"}
+    assert wanted_modules(["invoke", "--list"]) is None
+    assert wanted_modules(["invoke", "nosuch"]) is None  # invoke then says what it is not
+    assert wanted_modules(["pytest", "deploy"]) is None  # imported by a test: everything
+    ran = invoke("--help", "lock.status")
+    assert ran.returncode == 0 and "lock.status" in ran.stdout, ran.stderr

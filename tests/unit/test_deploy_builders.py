@@ -8,8 +8,8 @@ import yaml
 
 from cerniq_ops import audit, compose, lock, notify, rollout, settings
 from cerniq_ops.clients import github
-from cerniq_ops.deploy import app_documents, batches
-from cerniq_ops.deploy_inputs import validate_version
+from cerniq_ops.deploy import app_documents
+from cerniq_ops.deploy_inputs import batches, validate_version
 from cerniq_ops.errors import BadInput
 from cerniq_ops.output import register_secret
 
