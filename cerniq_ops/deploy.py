@@ -154,8 +154,8 @@ def create_backup(ctx: Context) -> str:
     label = "pre-migration" if ctx.facts.get("converged") else "pre-deploy"
     if ctx.dry_run:
         return f"would back up {s.db_name} on {s.db_host.name} ({label}) and verify it"
-    from cerniq_ops.backup import create_backup as backup
-    from cerniq_ops.backup import verify_backup
+    from cerniq_ops.backup.creating import create_backup as backup
+    from cerniq_ops.backup.verifying import verify_backup
 
     manifest = backup(ctx, label)
     ctx.facts["backup"] = manifest["id"]

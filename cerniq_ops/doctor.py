@@ -195,7 +195,7 @@ def ssh_failure(target: str, t: dict[str, Any], exc: BaseException) -> Finding:
 
 def sudo_finding(s: Settings, target: str, ok: bool, listing: str) -> Finding:
     """Whether `sudo -n -l` as the ssh user grants exactly the cluster owner's programs."""
-    from cerniq_ops.backup import cluster_owner_programs
+    from cerniq_ops.backup.commands import cluster_owner_programs
 
     programs = cluster_owner_programs(s)
     rule = access.sudo_rule(s.ssh_user, s.db_os_user, programs)

@@ -238,7 +238,7 @@ def rollback_database(ctx: Context) -> str:
         return "nothing to do"
     if ctx.dry_run:
         return f"would back up, then roll migrations back to {to}"
-    from cerniq_ops.backup import create_backup
+    from cerniq_ops.backup.creating import create_backup
     from migrations_runner import RunOptions, rollback
 
     s = ctx.settings

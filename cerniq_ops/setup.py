@@ -60,7 +60,7 @@ def db_clients(s: Settings) -> list[str]:
 
 def role_arguments(s: Settings) -> dict[str, Any]:
     """What deploys/server.py takes, from the settings (secrets included: never printed)."""
-    from cerniq_ops.backup import cluster_owner_programs
+    from cerniq_ops.backup.commands import cluster_owner_programs
 
     rule = access.sudo_rule(s.ssh_user, s.db_os_user, cluster_owner_programs(s))
     db = s.db_conninfo()

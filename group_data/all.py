@@ -80,7 +80,7 @@ deploy_public_key_file = "~/.ssh/id_ed25519.pub"  # the key procedures log in to
 docker_packages = ["docker.io", "docker-compose", "curl"]  # docker engine, compose, curl (doctor)
 db_clients = []  # CIDRs beyond the app hosts that may reach the database (operators, CI runners)
 
-# Backups (cerniq_ops/backup.py, docs/runbooks/backups.md): pg_dump custom format on the db host
+# Backups (cerniq_ops/backup/, docs/runbooks/backups.md): pg_dump custom format on the db host
 # as the db OS user over the local socket, proven by test restores into scratch databases.
 backup_keep_last = 7  # prune keeps the newest N ...
 backup_keep_days = 14.0  # ... and everything younger than this; never the newest verified one

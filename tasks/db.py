@@ -65,7 +65,8 @@ def _backup_function(s: settings.Settings) -> Callable[..., Path]:
 
     def on_db_host(conninfo: Any, backup_dir: Path, label: str) -> Path:
         from cerniq_ops import hosts
-        from cerniq_ops.backup import create_backup, verify_backup
+        from cerniq_ops.backup.creating import create_backup
+        from cerniq_ops.backup.verifying import verify_backup
         from cerniq_ops.procedure import Context
 
         targets = [s.db_host, *s.app_hosts[:1]]

@@ -37,7 +37,7 @@ def test_deploy_user(host, spec, settings, detail):
     )
     seen = f"{user} ({', '.join(groups)}) owns {', '.join(folders)}"
     if "db_servers" in spec.roles and user != "root":
-        from cerniq_ops.backup import cluster_owner_programs
+        from cerniq_ops.backup.commands import cluster_owner_programs
 
         listing = host.run("sudo -n -l")
         grants = access.parse_sudo_list(listing.stdout) if listing.rc == 0 else []

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from cerniq_ops import access, doctor, settings
-from cerniq_ops.backup import cluster_owner_programs
+from cerniq_ops.backup.commands import cluster_owner_programs
 from tests.support.cli import invoke
 
 pytestmark = pytest.mark.e2e

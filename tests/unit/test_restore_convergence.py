@@ -8,7 +8,9 @@ import shlex
 
 import pytest
 
-from cerniq_ops import backup, settings
+from cerniq_ops import backup, hosts, settings
+from cerniq_ops.backup import remote
+from cerniq_ops.errors import StepFailed
 from cerniq_ops.procedure import Context
 
 pytestmark = pytest.mark.unit
@@ -41,13 +43,13 @@ def ctx(monkeypatch) -> Context:
     s = settings.load("production", target="real")
     c = Context(s, "backup.restore", progress=lambda _: None)
     c.facts.update(backup_id=ID, backup={"id": ID})
-    monkeypatch.setattr(backup, "_db_host", lambda _ctx: "db-host")
+    monkeypatch.setattr(remote, "_db_host", lambda _ctx: "db-host")  # what _psql looks up
     return c
 
 
 def run_converge(ctx, monkeypatch, databases):
     fake = FakeDbHost(databases)
-    monkeypatch.setattr(backup.hosts, "sh", fake.sh)
+    monkeypatch.setattr(hosts, "sh", fake.sh)
     detail = backup.converge_earlier_restore(ctx)
     return fake, detail
 
@@ -121,7 +123,7 @@ def test_an_unconfirmed_swap_of_another_backup_is_kept_under_the_delay(ctx, monk
 
 def test_a_missing_live_database_stops_the_restore_naming_the_kept_ones(ctx, monkeypatch):
     record = {"cerniq": "previous", "of": "cerniq", "state": "kept"}
-    with pytest.raises(backup.StepFailed) as exc:
+    with pytest.raises(StepFailed) as exc:
         run_converge(
             ctx,
             monkeypatch,

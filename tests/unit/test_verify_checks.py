@@ -10,7 +10,8 @@ import pytest
 
 from cerniq_ops import audit_checks as ac
 from cerniq_ops import doctor, verification
-from cerniq_ops.backup import BackupInfo, Database
+from cerniq_ops.backup.cluster import Database
+from cerniq_ops.backup.manifest import BackupInfo
 from cerniq_ops.rollout import Container
 from cerniq_ops.settings import HostSpec, load
 
