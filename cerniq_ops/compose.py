@@ -75,6 +75,33 @@ def traefik_args(s: Settings) -> list[str]:
     ]
 
 
+EDGE_DRAIN = "cerniq-edge-drain"  # a router and a service without servers: Traefik answers 503
+
+
+def edge_drain_path(s: Settings) -> str:
+    return f"{s.app_root}/traefik/dynamic/edge-drain.yml"
+
+
+def edge_drain_config() -> str:
+    """`edge-drain.yml`: `/health` answers 503 on this host while every other route keeps
+    serving, so the balancer in front (which checks /health) takes the host out before its
+    Traefik is recreated, and keeps it out until the file goes."""
+    doc = {
+        "http": {
+            "routers": {
+                EDGE_DRAIN: {
+                    "rule": "Path(`/health`)",
+                    "entryPoints": ["web"],
+                    "priority": 1_000_000,  # above maintenance's 100_000: /health stays 503
+                    "service": EDGE_DRAIN,
+                }
+            },
+            "services": {EDGE_DRAIN: {"loadBalancer": {"servers": []}}},
+        }
+    }
+    return _dump(doc)
+
+
 def _external_network(s: Settings) -> dict:
     return {"default": {"external": True, "name": network_name(s)}}
 

@@ -25,6 +25,7 @@ REPAIRED ("removed 1 exited api replica on prod-app1 (v1.2.0)").
 from __future__ import annotations
 
 import json
+import shlex
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -216,25 +217,47 @@ def ensure_edge(host: Host, s: Settings, timeout: float = 60) -> str:
 
     A running Traefik whose image or static arguments differ from the settings' (the access
     log turned on, a new version) is recreated one host at a time, a planned rolling
-    recreate: the next host waits until this one routes every service it routed before, then
-    edge_settle_seconds more, so the balancer in front sees it healthy again before another
-    host's Traefik goes down (meanwhile the balancer sends requests to the other hosts)."""
+    recreate, with the host out of the balancer meanwhile: `/health` answers 503 on it
+    (compose.edge_drain_config) for edge_settle_seconds, so the balancer stops sending it
+    requests, then Traefik is recreated; once it routes every service it routed before, the
+    drain goes and, after edge_settle_seconds more (the balancer takes the host back), the
+    next host may begin. A drain left by an interrupted run is removed here."""
     edge = compose.edge_stack(s)
     hosts.sh(host, compose.ensure_network(s))
     running = containers(host, edge.project, "traefik")
     if running and not edge_current(_inspect_edge(host, running[0]), s):
         with _EDGE_RECREATES:
-            routed = routed_services(traefik.api_get(host, "http/services"))
-            _edge_up(host, edge, timeout)
-            traefik.wait_for(
-                f"Traefik on {host.name} to route {', '.join(sorted(routed)) or 'its API'} again",
-                lambda: routed <= routed_services(traefik.api_get(host, "http/services")),
-                timeout,
-            )
-            time.sleep(s.edge_settle_seconds)
+            _recreate_edge(host, s, edge, timeout)
         return "traefik recreated: its configuration changed (one host at a time)"
     _edge_up(host, edge, timeout)
-    return "traefik running" if running else "traefik started"
+    drain = shlex.quote(compose.edge_drain_path(s))
+    left = hosts.sh(host, f"if [ -e {drain} ]; then rm -f {drain}; echo removed; fi")[1]
+    done = "traefik running" if running else "traefik started"
+    return f"{done} (removed the drain of an interrupted recreate)" if left else done
+
+
+def _recreate_edge(host: Host, s: Settings, edge: Stack, timeout: float) -> None:
+    routed = routed_services(traefik.api_get(host, "http/services"))
+    hosts.write_file(host, compose.edge_drain_path(s), compose.edge_drain_config())
+    traefik.wait_for(f"{host.name}'s /health to answer 503", lambda: _health(host, s) == "503", 30)
+    time.sleep(s.edge_settle_seconds)  # the balancer's checks take the host out
+    _edge_up(host, edge, timeout)
+    traefik.wait_for(
+        f"Traefik on {host.name} to route {', '.join(sorted(routed)) or 'its API'} again",
+        lambda: routed <= routed_services(traefik.api_get(host, "http/services")),
+        timeout,
+    )
+    hosts.sh(host, ["rm", "-f", compose.edge_drain_path(s)])
+    if routed:
+        traefik.wait_for(f"{host.name}'s /health", lambda: _health(host, s) == "200", timeout)
+    time.sleep(s.edge_settle_seconds)  # the balancer's checks take the host back
+
+
+def _health(host: Host, s: Settings) -> str:
+    """The status code of /health through the host's own entrypoint ('000': no answer)."""
+    url = f"http://127.0.0.1:{s.health_port}/health"
+    command = ["curl", "-s", "-o", "/dev/null", "-m", "3", "-w", "%{http_code}", url]
+    return hosts.sh(host, command, check=False, timeout=10)[1].strip() or "000"
 
 
 def _edge_up(host: Host, edge: Stack, timeout: float) -> None:

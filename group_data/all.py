@@ -34,8 +34,9 @@ compose_project = "cerniq"
 registry_scheme = "https"
 traefik_version = "v3.7.15"  # <registry>/<image_prefix>/traefik:<this>, mirrored there
 traefik_access_log = True  # Traefik's access log on its stdout: `invoke logs --service traefik`
-# after a host's Traefik is recreated (its configuration changed), how long the next host waits:
-# the balancer in front must see this one healthy again (HAProxy's `rise 2` x `inter 1s`)
+# a host's Traefik recreated (its configuration changed): how long its /health answers 503
+# before, and how long the next host waits after: the balancer in front must take the host out
+# and back (HAProxy's `fall 2` / `rise 2` x `inter 1s`)
 edge_settle_seconds = 3.0
 api_replicas = 1  # per app host (the seed runs one)
 

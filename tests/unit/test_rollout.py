@@ -17,6 +17,7 @@ import shlex
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
 from cerniq_ops import compose, deploy, rollout, settings
 from cerniq_ops.errors import StepFailed
@@ -358,31 +359,64 @@ UP = json.dumps([{"name": "api@docker", "serverStatus": {"http://a:80": "UP"}}])
 
 
 def _edge_host(s, args: list[str], *services: str) -> FakeHost:
-    """A host whose Traefik runs ARGS; its API's service list answers SERVICES in turn."""
+    """A host whose Traefik runs ARGS; its API's service list answers SERVICES in turn; its
+    /health answers 503 (drained), then 200."""
     host = FakeHost("app1.cerniq.app")
     image = s.image("traefik", s.traefik_version)
     host.on("docker ps ", f"t1 {image} traefik running Up 2 hours")
     host.on("docker inspect ", f"{image} {json.dumps(args)}")
     host.on(re.compile(r"/api/http/services$"), *(services or (UP,)))
     host.on(re.compile(r"/api/overview$"), "{}\n200")
+    host.on(re.compile(r"127\.0\.0\.1:64000/health$"), "503", "200")
     return host
 
 
-def test_a_traefik_whose_configuration_changed_is_recreated_and_waited_for():
+def test_a_traefik_whose_configuration_changed_is_recreated_with_its_host_drained():
     s = dataclasses.replace(settings.load("production", target="real"), edge_settle_seconds=0)
     old = [a for a in compose.traefik_args(s) if a != "--accesslog=true"]
     host = _edge_host(s, old, UP, "[]\n200", UP)  # routed api; just recreated: nothing yet
     assert rollout.ensure_edge(host, s, timeout=5) == (
         "traefik recreated: its configuration changed (one host at a time)"
     )
-    up = next(i for i, c in enumerate(host.commands) if " up -d " in c)
-    listed = [i for i, c in enumerate(host.commands) if c.endswith("/api/http/services")]
-    assert len(listed) == 3 and listed[0] < up < listed[1], host.commands
+    drain = compose.edge_drain_path(s)
+    assert host.files["/opt/cerniq/traefik/dynamic/.edge-drain.yml.tmp-cerniq"] == (
+        compose.edge_drain_config().encode()
+    )
+    at = list(enumerate(host.commands))
+    written = next(i for i, c in at if c.startswith("chmod ") and drain in c)
+    checked = [i for i, c in at if c.endswith("127.0.0.1:64000/health")]
+    up = next(i for i, c in at if " up -d " in c)
+    listed = [i for i, c in at if c.endswith("/api/http/services")]
+    removed = host.commands.index(f"rm -f {drain}")
+    # routes read, drained (503 seen), recreated, routes back, drain gone, /health 200 again
+    assert listed[0] < written < checked[0] < up < listed[1] < listed[2] < removed < checked[-1]
+    assert len(listed) == 3 and len(checked) == 2, host.commands
 
 
-def test_a_current_traefik_is_only_brought_up():
+def test_a_current_traefik_is_only_brought_up_and_a_left_drain_removed():
     s = settings.load("production", target="real")
     host = _edge_host(s, compose.traefik_args(s))
     assert rollout.ensure_edge(host, s, timeout=5) == "traefik running"
     assert any(" up -d " in c for c in host.commands)
     assert not any(c.endswith("/api/http/services") for c in host.commands)
+    host.on("if [ -e ", "removed")
+    assert rollout.ensure_edge(host, s, timeout=5) == (
+        "traefik running (removed the drain of an interrupted recreate)"
+    )
+
+
+def test_the_edge_drain_answers_503_on_health_only():
+    doc = yaml.safe_load(compose.edge_drain_config())
+    assert doc == {
+        "http": {
+            "routers": {
+                "cerniq-edge-drain": {
+                    "rule": "Path(`/health`)",
+                    "entryPoints": ["web"],
+                    "priority": 1000000,
+                    "service": "cerniq-edge-drain",
+                }
+            },
+            "services": {"cerniq-edge-drain": {"loadBalancer": {"servers": []}}},
+        }
+    }
