@@ -278,7 +278,15 @@ def sh(
     text = command if isinstance(command, str) else shlex.join(command)
     reconnect(host)
     try:
-        ok, out = host.run_shell_command(StringCommand(text), _timeout=timeout)
+        try:
+            ok, out = host.run_shell_command(StringCommand(text), _timeout=timeout)
+        except SSHException as exc:
+            if str(exc) != CHANNEL_NOT_OPENED:
+                raise
+            # the connection went as the command's channel opened: the command never ran, so
+            # it runs once more over a new connection
+            reconnect(host, force=True)
+            ok, out = host.run_shell_command(StringCommand(text), _timeout=timeout)
     except TimeoutError:
         raise StepFailed(f"{host.name}: `{text[:120]}` did not finish within {timeout}s") from None
     except (OSError, EOFError, SSHException) as exc:
@@ -301,12 +309,15 @@ def failure_detail(output: str) -> str:
     return (errors or lines or ["no output"])[-1]
 
 
-def reconnect(host: Host) -> None:
+CHANNEL_NOT_OPENED = "Unable to open channel."  # paramiko: the channel never opened
+
+
+def reconnect(host: Host, *, force: bool = False) -> None:
     """Open HOST's SSH connection again when it dropped (later commands, hooks included, then
-    run on a fresh one); StepFailed when the host cannot be reached."""
+    run on a fresh one), or FORCE; StepFailed when the host cannot be reached."""
     client = getattr(getattr(host, "connector", None), "client", None)
     transport = client.get_transport() if client is not None else None
-    if client is None or (transport is not None and transport.is_active()):
+    if client is None or (not force and transport is not None and transport.is_active()):
         return
     host.connected = False
     host.connector.disconnect()
