@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cerniq_ops.clock import TIME_FORMAT, parse_time
+from cerniq_ops.compose import EDGE_DRAIN
 from cerniq_ops.deploy_inputs import VERSION_RE
 from cerniq_ops.rollout import Container
 
@@ -278,7 +279,13 @@ def traefik_problems(
     if not ours:
         problems.append("Traefik has no router from the docker or file provider: nothing is routed")
     for r in ours:
-        if r.get("status") != "enabled":
+        if _bare(r.get("name")) == EDGE_DRAIN:
+            problems.append(
+                f"router {r.get('name')}: /health answers 503, so the balancer keeps this host "
+                "out; traefik/dynamic/edge-drain.yml was left by an interrupted Traefik "
+                "recreate, and the next deploy (or `invoke setup`) removes it"
+            )
+        elif r.get("status") != "enabled":
             errors = "; ".join(r.get("error") or []) or "no detail"
             problems.append(f"router {r.get('name')} is {r.get('status')}: {errors}")
     for s in services:

@@ -215,6 +215,9 @@ def rolling_update(ctx: Context) -> str:
     """Wave after wave (`--batch`), the hosts of a wave at once: files, then api and web replaced
     with zero downtime, then workers."""
     s = ctx.settings
+    if not ctx.dry_run:  # first: a host a killed run left out of the balancer goes back in
+        for line in rollout.put_back_drained(s, ctx.app_hosts):
+            ctx.repaired(line)
     if ctx.facts.get("converged"):
         return "skipped: every host already runs " + str(ctx.version)
     password = s.require_secret("db_password_env")

@@ -236,6 +236,20 @@ def ensure_edge(host: Host, s: Settings, timeout: float = 60) -> str:
     return f"{done} (removed the drain of an interrupted recreate)" if left else done
 
 
+def edge_drained(host: Host, s: Settings) -> bool:
+    """HOST has an edge-drain.yml: its /health answers 503, the balancer keeps it out."""
+    drain = shlex.quote(compose.edge_drain_path(s))
+    return hosts.sh(host, f"if [ -e {drain} ]; then echo drained; fi")[1].strip() == "drained"
+
+
+def put_back_drained(s: Settings, app_hosts: Sequence[Host]) -> list[str]:
+    """The APP_HOSTS an interrupted Traefik recreate left out of the balancer, each put back
+    by ensure_edge (recreated if still stale, its drain removed) before any other host may
+    leave it: in parallel, a wave's other host could take the recreate lock first and leave
+    no host in. What was done, a line per host put back."""
+    return [f"{h.name}: {ensure_edge(h, s)}" for h in app_hosts if edge_drained(h, s)]
+
+
 def _recreate_edge(host: Host, s: Settings, edge: Stack, timeout: float) -> None:
     routed = routed_services(traefik.api_get(host, "http/services"))
     hosts.write_file(host, compose.edge_drain_path(s), compose.edge_drain_config())

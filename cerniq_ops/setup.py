@@ -124,6 +124,9 @@ def start_edge(ctx: Context) -> str:
     s = ctx.settings
     if ctx.dry_run:
         return f"would start Traefik on each of {len(s.app_hosts)} app host(s) where it is not"
+    # first: a host a killed run left out of the balancer goes back in
+    for line in rollout.put_back_drained(s, ctx.app_hosts):
+        ctx.repaired(line)
     started = 0
     for spec in s.app_hosts:
         done = rollout.ensure_edge(ctx.host(spec), s)

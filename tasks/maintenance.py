@@ -1,5 +1,8 @@
 """`invoke maintenance on|off`: the app's routes answer 503 with a maintenance page, or not."""
 
+import os
+import sys
+
 from invoke import task
 
 from cerniq_ops import maintenance as procedure
@@ -31,6 +34,8 @@ def maintenance(
     /health, confirmed through Traefik on each app host) or take it away (`off`)."""
     from cerniq_ops.deploy_inputs import number
 
+    if state in ("-h", "--help"):  # invoke fills the positional STATE before its own flags
+        os.execvp(sys.argv[0], [sys.argv[0], "--help", "maintenance"])
     if state not in ("on", "off"):
         raise BadInput(f"invalid state {state!r}: `invoke maintenance on` or `off`")
     if state == "off" and message is not None:

@@ -128,6 +128,8 @@ def check_traefik(ctx: Context) -> str:
         hosts.apply(
             ctx.state, s.app_hosts, _app_files(), documents=_edge_documents(s)
         )  # edge compose file + the dynamic folder
+        for line in rollout.put_back_drained(s, ctx.app_hosts):  # a host left out goes back
+            ctx.repaired(line)
         done = [f"{spec.name}: {rollout.ensure_edge(h, s)}" for spec, h in _pairs(ctx)]
     else:
         done = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -15,10 +16,13 @@ from datetime import datetime
 import pytest
 import requests
 
-from cerniq_ops import logs, settings, verification
+from cerniq_ops import compose, logs, settings, verification
+from cerniq_ops.verification import assert_verified
 from testbed import images
 from testbed.load import Load
+from tests.support import interrupt
 from tests.support.cli import INVOKE, invoke
+from tests.support.recovery import RELEASE
 
 pytestmark = pytest.mark.e2e
 CONFIRM = ("--confirm", "DEPLOY PRODUCTION")
@@ -260,6 +264,43 @@ def test_exec_runs_the_arguments_in_each_hosts_container_worst_exit_wins(product
     )
 
 
+def test_exec_interactive_hands_a_terminal_to_a_shell_in_the_container(production, testinfra_host):
+    """`--interactive` under a real terminal: the shell's answers come back through ssh -t and
+    docker exec -it, and the session is audited as started."""
+    before = audit_count(testinfra_host)
+    master, slave = os.openpty()
+    argv = [INVOKE, "exec", "--env", "production", "--primary", "--interactive", *CONFIRM]
+    proc = subprocess.Popen(
+        [*argv, "--", "sh"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
+    os.close(slave)
+    os.write(master, b"echo answer=$((6*7)) in $(cat /app/www/version)\nexit 5\n")
+    seen, deadline = b"", time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the terminal closes: the session has ended
+        if not select.select([master], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: no process holds the terminal any more
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 5, seen  # the shell's exit code is the command's
+    assert b"answer=42 in v1.2.0" in seen, seen  # evaluated by a shell in the container
+    assert audit_count(testinfra_host) == before + 1
+    last = testinfra_host("prod-app1").check_output("tail -n 1 /opt/cerniq/audit.log")
+    assert "exec" in last and "started" in last and "interactive: sh" in last, last
+    piped = invoke(
+        "exec", "--env", "production", "--primary", "--interactive", *CONFIRM, "--", "sh"
+    )
+    assert (piped.returncode, piped.stderr.strip()) == (
+        2,
+        "error: --interactive needs a terminal (stdin is not one)",
+    )
+
+
 # -- details ---------------------------------------------------------------------------------
 def test_details_per_host_containers_traefik_lock_and_last_change(production):
     r = invoke("details", "--env", "production", "--json")
@@ -342,3 +383,35 @@ def test_a_changed_traefik_is_recreated_one_host_at_a_time_with_no_failed_reques
     assert again.returncode == 0, again.stdout + again.stderr
     quiet = invoke("logs", "--env", "production", "--service", "traefik", "--since", "5s")
     assert '"GET /health' not in quiet.stdout
+
+
+def test_a_deploy_killed_while_a_host_is_drained_is_named_by_verify_and_converges(
+    production, testinfra_host
+):
+    """Killed while host 1 is out of the balancer for its Traefik's recreate (the access log
+    back on): `invoke verify` names the drain left behind; the same deploy run again removes
+    it and is verified green; through the balancer no request fails meanwhile."""
+    images.publish_app(production.registry(), "cerniq", "v1.4.0")
+    s = settings.load("production")
+    app1 = testinfra_host("prod-app1")
+    drain = compose.edge_drain_path(s)
+    args = ("deploy", "--env", "production", "--version", "v1.4.0", *SKIP_CI, *CONFIRM)
+    with Load([s.public_url], workers=4) as load:
+        load.wait_for_requests(100)
+        killed = interrupt.kill_after(
+            args, r"\] rolling_update", until=lambda: app1.file(drain).exists
+        )
+        assert killed.seen and not killed.ended, killed.output
+        assert app1.file(drain).exists, killed.output
+        audit = invoke("verify", "--env", "production")
+        released = invoke(*RELEASE)
+        assert released.returncode == 0, released.stdout + released.stderr
+        rerun = invoke(*args)
+        load.wait_for_requests(load.result.total + 100)
+    assert audit.returncode != 0
+    assert "router cerniq-edge-drain@file: /health answers 503" in audit.stdout, audit.stdout
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "repaired: prod-app1: traefik recreated: its configuration" in rerun.stdout, rerun.stdout
+    assert not app1.file(drain).exists
+    assert load.result.failed == 0, load.result.failures[:5]
+    assert_verified("production")

@@ -1,5 +1,6 @@
 """Kill a command as a dropped CI runner or a closed laptop would: SIGKILL of its whole process
-group, right after (or DELAY seconds after) it printed a line matching a pattern."""
+group, right after (or DELAY seconds after) it printed a line matching a pattern, or once a
+condition on the hosts holds after that line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.support.cli import INVOKE, PROJECT
@@ -22,10 +24,15 @@ class Killed:
 
 
 def kill_after(
-    args: tuple[str, ...], pattern: str, delay: float = 0.0, timeout: float = 600
+    args: tuple[str, ...],
+    pattern: str,
+    delay: float = 0.0,
+    timeout: float = 600,
+    until: Callable[[], bool] | None = None,
 ) -> Killed:
     """Start `invoke ARGS` in a session of its own; DELAY seconds after a line of its output
-    (stdout and stderr) matches PATTERN, SIGKILL its process group."""
+    (stdout and stderr) matches PATTERN (and then once UNTIL() holds, polled), SIGKILL its
+    process group."""
     proc = subprocess.Popen(
         [INVOKE, *args],
         cwd=PROJECT,
@@ -52,6 +59,9 @@ def kill_after(
         pass
     if seen.is_set() and delay:
         time.sleep(delay)  # the kill moment itself, inside the window after the line
+    while seen.is_set() and until and proc.poll() is None and time.monotonic() < deadline:
+        if until():
+            break
     ended = proc.poll() is not None
     if not ended:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -108,6 +108,9 @@ def test_task_help_after_the_task_name_and_a_missing_env_said_in_one_line():
     assert helped.returncode == 0, helped.stderr
     assert helped.stdout.startswith("Usage: inv[oke] [--core-opts] deploy [--options]")
     assert "--env=STRING" in helped.stdout
+    positional = invoke("maintenance", "--help")  # STATE would have taken the word
+    assert positional.returncode == 0, positional.stderr
+    assert positional.stdout.startswith("Usage: inv[oke] [--core-opts] maintenance [--options]")
     missing = invoke("lock.status")
     assert missing.returncode == 2
     assert missing.stderr.strip() == "error: --env is required; choose one of: staging, production"

@@ -405,6 +405,20 @@ def test_a_current_traefik_is_only_brought_up_and_a_left_drain_removed():
     )
 
 
+def test_hosts_a_killed_recreate_left_drained_are_put_back_before_any_other():
+    s = dataclasses.replace(settings.load("production", target="real"), edge_settle_seconds=0)
+    old = [a for a in compose.traefik_args(s) if a != "--accesslog=true"]
+    drained = _edge_host(s, old, UP, "[]\n200", UP).on(re.compile("echo drained"), "drained")
+    stale = _edge_host(s, old)  # not drained: its turn comes in its wave
+    stale.name = "app2.cerniq.app"
+    assert rollout.put_back_drained(s, [drained, stale]) == [
+        "app1.cerniq.app: traefik recreated: its configuration changed (one host at a time)"
+    ]
+    assert any(" up -d " in c for c in drained.commands)
+    assert not any(" up -d " in c for c in stale.commands)  # only asked whether it is drained
+    assert len(stale.commands) == 1 and "echo drained" in stale.commands[0]
+
+
 def test_the_edge_drain_answers_503_on_health_only():
     doc = yaml.safe_load(compose.edge_drain_config())
     assert doc == {

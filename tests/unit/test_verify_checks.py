@@ -248,6 +248,12 @@ def test_traefik_problems():
     assert ac.traefik_problems(routers[2:], []) == [
         "Traefik has no router from the docker or file provider: nothing is routed"
     ]
+    drained = {"name": "cerniq-edge-drain@file", "provider": "file", "status": "enabled"}
+    assert ac.traefik_problems([*routers[:1], drained], services[:1]) == [
+        "router cerniq-edge-drain@file: /health answers 503, so the balancer keeps this host "
+        "out; traefik/dynamic/edge-drain.yml was left by an interrupted Traefik recreate, and "
+        "the next deploy (or `invoke setup`) removes it"
+    ]
 
 
 # -- disk and lock ---------------------------------------------------------------------------
