@@ -373,10 +373,10 @@ def _deploy_host(
 def write_markers(ctx: Context, spec: HostSpec, previous: str | None, version: str) -> None:
     """previous-version (when it changes), then current-version: written last, only once the
     host's containers run VERSION."""
-    s, host = ctx.settings, ctx.host(spec)
-    if previous and previous != version:
-        hosts.write_file(host, f"{s.app_root}/previous-version", previous + "\n")
-    hosts.write_file(host, f"{s.app_root}/current-version", version + "\n")
+    from deploys.markers import markers
+
+    values = {"previous-version": previous} if previous and previous != version else {}
+    hosts.apply(ctx.state, [spec], markers, values={**values, "current-version": version})
 
 
 def match_files(ctx: Context, spec: HostSpec, previous: str | None, password: str) -> str:

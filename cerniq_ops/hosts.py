@@ -34,6 +34,7 @@ from pyinfra.context import ctx_host, ctx_state
 
 from cerniq_ops.errors import StepFailed
 from cerniq_ops.settings import HostSpec, Settings
+from deploys import operations
 
 
 def _never_prompt(prompt: str = "") -> str:
@@ -160,28 +161,51 @@ def apply(
         chosen = [state.inventory.get_host(spec.name) for spec in targets]
         if not chosen:
             return []
-        for host in chosen:
-            reconnect(host)
-        _new_run(state, chosen, plan=dry_run)
-        try:
-            _add_deploy(state, chosen, deploy_fn, kwargs)
-            planned = _planned(state, chosen) if dry_run else run_ops(state)
-        except PyinfraError as exc:  # a host failed (FAIL_PERCENT=0): named below
-            if not state.failed_hosts.intersection(chosen):
-                raise StepFailed(f"pyinfra: {exc}") from None
-        finally:
-            state.active_hosts = state.activated_hosts - state.failed_hosts
-        failed = sorted(h.name for h in chosen if h in state.failed_hosts)
-        if failed:
-            raise StepFailed(f"pyinfra operations failed on {', '.join(failed)}{errors.why()}")
-        if dry_run:
-            return planned
-        return [
-            f"{host.name}: {_op_name(state, op_hash)}"
-            for host in sorted(chosen, key=lambda h: h.name)
-            for op_hash, op_data in state.ops[host].items()
-            if op_data.operation_meta.did_change()
-        ]
+        changes: list[str] = []
+        for attempt in (1, 2):
+            for host in chosen:
+                reconnect(host)
+            planned, failed = _run_once(state, chosen, deploy_fn, kwargs, dry_run)
+            if not dry_run:
+                changes += [line for line in _changes(state, chosen) if line not in changes]
+            if not failed:
+                return planned if dry_run else sorted(changes, key=lambda line: line.split(":")[0])
+            if attempt == 1 and errors.channel_not_opened(failed):
+                # an SSH connection went as a command's channel opened (that command never
+                # ran): the operations, idempotent, run once more over new connections
+                for host in failed:
+                    reconnect(host, force=True)
+                continue
+            names = ", ".join(sorted(h.name for h in failed))
+            raise StepFailed(f"pyinfra operations failed on {names}{errors.why()}")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_once(
+    state: State, chosen: list[Host], deploy_fn, kwargs: dict, dry_run: bool
+) -> tuple[list[str], list[Host]]:
+    """One run (or plan) of DEPLOY_FN on CHOSEN: (planned changes, hosts that failed)."""
+    _new_run(state, chosen, plan=dry_run)
+    planned: list[str] = []
+    try:
+        _add_deploy(state, chosen, deploy_fn, kwargs)
+        planned = _planned(state, chosen) if dry_run else (run_ops(state) or [])
+    except PyinfraError as exc:  # a host failed (FAIL_PERCENT=0): named by the caller
+        if not state.failed_hosts.intersection(chosen):
+            raise StepFailed(f"pyinfra: {exc}") from None
+    finally:
+        state.active_hosts = state.activated_hosts - state.failed_hosts
+    return planned, [h for h in chosen if h in state.failed_hosts]
+
+
+def _changes(state: State, chosen: list[Host]) -> list[str]:
+    """`host: operation` for each operation that ran and changed something."""
+    return [
+        f"{host.name}: {_op_name(state, op_hash)}"
+        for host in sorted(chosen, key=lambda h: h.name)
+        for op_hash, op_data in state.ops[host].items()
+        if op_data.operation_meta.is_complete() and op_data.operation_meta.did_change()
+    ]
 
 
 def _new_run(state: State, chosen: list[Host], *, plan: bool) -> None:
@@ -233,12 +257,24 @@ class _ErrorLines(logging.Handler):
 
     @contextmanager
     def collected(self) -> Iterator[None]:
-        logger = logging.getLogger("pyinfra")
-        logger.addHandler(self)
+        loggers = [logging.getLogger(name) for name in ("pyinfra", "paramiko")]  # paramiko: why
+        for logger in loggers:  # a connection went (`Socket exception: ...`)
+            logger.addHandler(self)
         try:
             yield
         finally:
-            logger.removeHandler(self)
+            for logger in loggers:
+                logger.removeHandler(self)
+
+    def channel_not_opened(self, failed: list[Host]) -> bool:
+        """Whether each of FAILED stopped as a command's channel would not open (a host
+        stops at its first error: the fact or command that failed names it)."""
+        return all(
+            any(
+                line.startswith(f"[{h.name}]") and CHANNEL_NOT_OPENED in line for line in self.lines
+            )
+            for h in failed
+        )
 
     def why(self) -> str:
         return f": {'; '.join(dict.fromkeys(self.lines[-3:]))[:400]}" if self.lines else ""
@@ -328,25 +364,18 @@ def reconnect(host: Host, *, force: bool = False) -> None:
 
 
 def write_file(host: Host, path: str, content: str, mode: str = "644") -> None:
-    """Write PATH on HOST atomically: upload to a temporary name in the same folder, rename.
+    """Write PATH on HOST atomically, as deploys.operations.atomic_file does (the same
+    commands, run now: a switch's marker and route files are written at a chosen moment).
 
-    The temporary name does not end in .yml, so a watching Traefik never reads a partial file.
-    It is created empty and private (mode 600, never an existing file) before the upload fills
-    it, so a secret is never readable by others, not even between upload and chmod.
+    The upload fills a temporary name in the same folder (not ending in .yml, so a watching
+    Traefik never reads a partial file), created empty and private first (mode 600, never an
+    existing file), so a secret is never readable by others; it gets MODE, then the rename.
     """
-    folder, name = path.rsplit("/", 1)
-    temp = f"{folder}/.{name}.tmp-cerniq"
-    sh(host, private_temp_command(folder, temp))
+    temp = operations.temp_path(path)
+    sh(host, operations.private_temp_command(path.rsplit("/", 1)[0], temp))
     if not host.put_file(io.BytesIO(content.encode()), temp):
         raise StepFailed(f"{host.name}: could not upload {path}")
-    q = shlex.quote
-    sh(host, f"chmod {q(mode)} {q(temp)} && mv -f {q(temp)} {q(path)}")
-
-
-def private_temp_command(folder: str, temp: str) -> str:
-    """Make FOLDER, then create TEMP anew, empty and mode 600 (noclobber: never reuse one)."""
-    q = shlex.quote
-    return f"mkdir -p {q(folder)} && rm -f {q(temp)} && (umask 077 && set -C && : > {q(temp)})"
+    sh(host, operations.rename_command(temp, path, mode))
 
 
 def read_file(host: Host, path: str) -> str | None:

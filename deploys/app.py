@@ -4,11 +4,11 @@ Per-host values come from `host.data` (the inventory plus `host.data.cerniq`, th
 the rendered documents are passed in, built by the pure builders of cerniq_ops.compose.
 """
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files
+
+from deploys.operations import atomic_file
 
 FOLDERS = ("/traefik/dynamic", "/incidents")  # under app_root (also made by the edge role)
 
@@ -20,13 +20,6 @@ def app_files(documents: dict[str, tuple[str, str]]):
     for folder in ("", *FOLDERS):
         files.directory(name=f"folder {root}{folder}", path=f"{root}{folder}", mode="755")
     for relative, (text, mode) in sorted(documents.items()):
-        if int(mode, 8) & 0o077 == 0:  # a secret (.env): never in a file others can read
-            # files.put writes into the destination itself (created with the login's umask),
-            # so the file is first made empty with its private mode; the upload keeps it.
-            files.file(name=f"private {root}/{relative}", path=f"{root}/{relative}", mode=mode)
-        files.put(
-            name=f"{root}/{relative}",
-            src=StringIO(text),
-            dest=f"{root}/{relative}",
-            mode=mode,
-        )
+        # in one rename: a kill or a reader never meets half a compose or env file; the env
+        # file's content is uploaded into a file only its owner can read
+        atomic_file(name=f"{root}/{relative}", path=f"{root}/{relative}", content=text, mode=mode)

@@ -10,6 +10,7 @@ import pytest
 from cerniq_ops import access, compose, doctor, hosts, settings
 from cerniq_ops.deploy_inputs import validate_version
 from cerniq_ops.errors import BadInput
+from deploys import operations
 
 pytestmark = pytest.mark.unit
 PG = "/usr/lib/postgresql/15/bin"
@@ -166,9 +167,19 @@ def test_a_changed_host_key_is_one_line_that_says_what_to_do():
 
 
 def test_an_upload_goes_into_a_fresh_private_file_first():
-    assert hosts.private_temp_command("/opt/c", "/opt/c/.env.tmp-cerniq") == (
+    assert operations.private_temp_command("/opt/c", "/opt/c/.env.tmp-cerniq") == (
         "mkdir -p /opt/c && rm -f /opt/c/.env.tmp-cerniq"
         " && (umask 077 && set -C && : > /opt/c/.env.tmp-cerniq)"
+    )
+    assert operations.temp_path("/opt/c/traefik/dynamic/active.yml") == (
+        "/opt/c/traefik/dynamic/.active.yml.tmp-cerniq"  # not *.yml: Traefik skips it
+    )
+    assert operations.rename_command("/opt/c/.env.tmp-cerniq", "/opt/c/.env", "600") == (
+        "chmod 600 /opt/c/.env.tmp-cerniq && mv -f /opt/c/.env.tmp-cerniq /opt/c/.env"
+    )
+    assert operations.rename_command("/o/.x.tmp-cerniq", "/o/x", "644", "deploy:") == (
+        "chown deploy: /o/.x.tmp-cerniq && chmod 644 /o/.x.tmp-cerniq"
+        " && mv -f /o/.x.tmp-cerniq /o/x"
     )
 
 
