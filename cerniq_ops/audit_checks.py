@@ -361,9 +361,16 @@ def disk_problems(disks: Sequence[Disk], warn_percent: int) -> list[str]:
 
 
 # -- deploy lock -----------------------------------------------------------------------------
-def lock_problem(path: str, text: str | None, now: datetime, max_age_minutes: float) -> str | None:
+def lock_problem(
+    path: str,
+    text: str | None,
+    now: datetime,
+    max_age_minutes: float,
+    holder_alive: bool | None = None,
+) -> str | None:
     """A lock whose holder showed no life for MAX_AGE_MINUTES (a run died holding it: a
-    working run refreshes it), or one no one can read."""
+    working run refreshes it), or whose holder runs on this machine and is gone
+    (HOLDER_ALIVE False: LockRecord.holder_alive, a killed run), or one no one can read."""
     if text is None:
         return None
     try:
@@ -371,6 +378,13 @@ def lock_problem(path: str, text: str | None, now: datetime, max_age_minutes: fl
         alive = parse_time(record.get("refreshed") or record["since"])
     except (ValueError, KeyError, TypeError):
         return f"{path} is unreadable: {text.strip()[:60]!r}"
+    if holder_alive is False:
+        what = f"{record.get('procedure', '?')} {record.get('version') or ''}".strip()
+        step = f", at step {record['step']}" if record.get("step") else ""
+        return (
+            f"{path} is held by a run that died: {what} (pid {record.get('pid')} on this "
+            f"machine{step}, gone); `invoke lock.release`, then re-run the same command"
+        )
     age = (now - alive).total_seconds()
     if age > max_age_minutes * 60:
         who = record.get("holder", "unknown")
@@ -403,10 +417,15 @@ def unfinished_run_problems(
     pending: Mapping[str, str | None],
     now: datetime,
     max_age_minutes: float,
+    holder_alive: bool | None = None,
 ) -> list[str]:
     """A run that died and was not re-run: the journal still says `running` while no working
-    run holds the lock; or a blue-green run record (PENDING: path -> text) left behind."""
-    working = lock_text is not None and lock_problem("", lock_text, now, max_age_minutes) is None
+    run holds the lock (HOLDER_ALIVE: see lock_problem); or a blue-green run record
+    (PENDING: path -> text) left behind."""
+    working = (
+        lock_text is not None
+        and lock_problem("", lock_text, now, max_age_minutes, holder_alive) is None
+    )
     if working:
         return []
     problems = []

@@ -17,7 +17,9 @@ def test_deploy_lock(host, settings, detail):
     """No deploy lock, or one younger than deploy_lock_max_age_minutes (a run in progress)."""
     path = lock_path(settings)
     text = read(host, path)
-    problem = ac.lock_problem(path, text, datetime.now(UTC), settings.deploy_lock_max_age_minutes)
+    problem = ac.lock_problem(
+        path, text, datetime.now(UTC), settings.deploy_lock_max_age_minutes, _holder_alive(text)
+    )
     seen = "not held" if text is None else f"held by a run in progress ({text.strip()[:80]})"
     problems_or_pass([problem] if problem else [], detail, f"{path}: {seen}")
 
@@ -38,8 +40,17 @@ def test_unfinished_run(host, settings, detail):
         {paths[2]: texts[paths[2]]},
         datetime.now(UTC),
         settings.deploy_lock_max_age_minutes,
+        _holder_alive(texts[paths[1]]),
     )
     problems_or_pass(problems, detail, ac.last_run_summary(texts[paths[0]]))
+
+
+def _holder_alive(text: str | None) -> bool | None:
+    """Whether the lock's holder still runs, when it ran on this machine (a killed run)."""
+    from cerniq_ops import lock
+
+    record = lock.parse(text)
+    return record.holder_alive() if record else None
 
 
 @pytest.mark.hosts("db_primary")

@@ -16,7 +16,8 @@ from datetime import datetime
 import pytest
 import requests
 
-from cerniq_ops import compose, logs, settings, verification
+from cerniq_ops import compose, logs, maintenance, settings, verification
+from cerniq_ops.deploy import host_url
 from cerniq_ops.verification import assert_verified
 from testbed import images
 from testbed.load import Load
@@ -144,6 +145,33 @@ def test_maintenance_under_load_answers_503_with_the_page_and_off_restores_200(p
     assert set(result.versions) == {"v1.1.0"}
     assert requests.get(f"{url}/version", timeout=5).text.strip() == "v1.1.0"
     assert verification.verify(s, "prod-app1").get("prod-app1", "maintenance").detail == "off"
+
+
+@pytest.mark.parametrize("state", ["on", "off"])
+def test_maintenance_killed_between_hosts_is_named_by_verify_and_the_rerun_converges(
+    production, testinfra_host, state
+):
+    """`maintenance on` (then `off`) SIGKILLed right after host 1's router file changed, host
+    2's maybe not yet: verify names the run that died; after `lock.release` the same command
+    converges both hosts, confirmed through each host's Traefik."""
+    s = settings.load("production")
+    args = ("maintenance", state, "--env", "production", *CONFIRM)
+    killed = interrupt.kill_after(args, rf"prod-app1: {maintenance.ROUTER} (written|removed)")
+    assert killed.seen and not killed.ended, killed.output
+    audit = invoke("verify", "--env", "production")
+    assert audit.returncode != 0
+    assert f"a run of maintenance.{state} died at step route_to_" in audit.stdout, audit.stdout
+    released = invoke(*RELEASE)
+    assert released.returncode == 0, released.stdout + released.stderr
+    again = invoke(*args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for name in APP_HOSTS:
+        spec = next(h for h in s.app_hosts if h.name == name)
+        assert maintenance.answers_maintenance(host_url(s, spec)) is (state == "on")
+    checked = assert_verified("production")
+    assert {checked.get(name, "maintenance").detail == "off" for name in APP_HOSTS} == {
+        state == "off"
+    }
 
 
 # -- prune -----------------------------------------------------------------------------------

@@ -304,6 +304,18 @@ def test_a_lock_refreshed_by_a_working_run_is_not_stale_however_old():
     assert "last sign of life 2.0 h ago" in ac.lock_problem(path, dead, NOW, 60)
 
 
+def test_a_fresh_lock_whose_holder_on_this_machine_is_gone_is_a_run_that_died():
+    path = "/opt/cerniq/deploy.lock"
+    fresh = json.loads(lock_text(timedelta(minutes=1), refreshed=timedelta(seconds=2)))
+    killed = json.dumps({**fresh, "pid": 4242, "step": "route_to_page"})
+    assert ac.lock_problem(path, killed, NOW, 60, holder_alive=True) is None
+    assert ac.lock_problem(path, killed, NOW, 60, holder_alive=None) is None  # another machine
+    assert ac.lock_problem(path, killed, NOW, 60, holder_alive=False) == (
+        f"{path} is held by a run that died: deploy v1.4.2 (pid 4242 on this machine, at step "
+        "route_to_page, gone); `invoke lock.release`, then re-run the same command"
+    )
+
+
 # -- backups ---------------------------------------------------------------------------------
 def backup(age: timedelta, verified: bool | None, env="production", bid=None, size=10):
     bid = bid or f"{(NOW - age).strftime('%Y%m%dT%H%M%SZ')}-{env}-manual"
@@ -651,6 +663,7 @@ def test_a_run_that_died_and_was_not_rerun_fails_verify():
     ]
     working_lock = lock_text(timedelta(minutes=9), refreshed=timedelta(seconds=5))
     assert ac.unfinished_run_problems(path, died, working_lock, {}, NOW, 60) == []
+    assert len(ac.unfinished_run_problems(path, died, working_lock, {}, NOW, 60, False)) == 1
     dead_lock = lock_text(timedelta(hours=3), refreshed=timedelta(hours=2))
     assert len(ac.unfinished_run_problems(path, died, dead_lock, {}, NOW, 60)) == 1
     ended = json.dumps({"run": run, "outcome": "ok"})
