@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import re
+import secrets
 import shlex
 import threading
 from collections.abc import Iterator
@@ -376,6 +377,19 @@ def write_file(host: Host, path: str, content: str, mode: str = "644") -> None:
     if not host.put_file(io.BytesIO(content.encode()), temp):
         raise StepFailed(f"{host.name}: could not upload {path}")
     sh(host, operations.rename_command(temp, path, mode))
+
+
+def create_file(host: Host, path: str, content: str, mode: str = "644") -> bool:
+    """Write PATH on HOST only if it does not exist yet (False then, PATH untouched): for a
+    record named by its time, which two runs may pick in the same second. The upload fills a
+    private temporary name of its own, as write_file's does."""
+    temp = f"{operations.temp_path(path)}-{secrets.token_hex(4)}"
+    sh(host, operations.private_temp_command(path.rsplit("/", 1)[0], temp))
+    if not host.put_file(io.BytesIO(content.encode()), temp):
+        sh(host, ["rm", "-f", temp], check=False)
+        raise StepFailed(f"{host.name}: could not upload {path}")
+    _, out, _ = sh(host, operations.link_new_command(temp, path, mode))
+    return out.strip() == "created"
 
 
 def read_file(host: Host, path: str) -> str | None:

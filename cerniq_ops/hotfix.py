@@ -551,7 +551,7 @@ def open_post_mortem(ctx: Context) -> str:
     now = _now(ctx)
     c = clock(record, now, ctx.options["team"])
     doc = post_mortem(record, now, ctx.env, actor(), c.report())
-    incident.save(ctx.primary, ctx.settings, doc)
+    doc = incident.create(ctx.primary, ctx.settings, doc)
     ctx.facts["post_mortem"] = doc
     return f"post-mortem {doc['id']} opened, due {doc['post_mortem_due']}"
 

@@ -19,7 +19,7 @@ from pyinfra.api.host import Host
 from cerniq_ops import hosts, notify
 from cerniq_ops.audit import actor
 from cerniq_ops.clock import TIME_FORMAT, parse_time
-from cerniq_ops.errors import BadInput
+from cerniq_ops.errors import BadInput, StepFailed
 from cerniq_ops.output import redact_obj
 from cerniq_ops.procedure import Context, step
 from cerniq_ops.settings import Settings
@@ -27,6 +27,7 @@ from cerniq_ops.settings import Settings
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
 ROLLBACK_STATUSES = ("in_progress", "completed", "failed")
 SEPARATOR = "--cerniq-incident--"
+MAX_SAME_SECOND = 60  # ids tried after a taken one (a second each)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,21 @@ def save(host: Host, s: Settings, record: dict) -> None:
     )
 
 
+def create(host: Host, s: Settings, record: dict) -> dict:
+    """Save a new RECORD under the first free id from its own on: two incidents opened in the
+    same second (two alerts, two engineers) get consecutive ids, never one file. Returns the
+    record as saved."""
+    at = parse_time(record["started_at"])
+    for later in range(MAX_SAME_SECOND):
+        saved = {**record, "id": new_id(at + timedelta(seconds=later))}
+        text = json.dumps(saved, indent=2, sort_keys=True) + "\n"
+        if hosts.create_file(host, f"{incidents_dir(s)}/{saved['id']}.json", text, "640"):
+            return saved
+    raise StepFailed(
+        f"{host.name}: {MAX_SAME_SECOND} incident ids from {record['id']} on are all taken"
+    )
+
+
 def load(host: Host, s: Settings, incident_id: str) -> dict:
     text = hosts.read_file(host, f"{incidents_dir(s)}/{validate_id(incident_id)}.json")
     if text is None:
@@ -302,7 +318,7 @@ def open_incident(ctx: Context) -> str:
         summary=ctx.options.get("summary", ""),
         oncall=on_call(at),
     )
-    save(ctx.primary, ctx.settings, record)
+    record = create(ctx.primary, ctx.settings, record)
     ctx.facts["incident"] = record
     return f"{record['id']} opened"
 

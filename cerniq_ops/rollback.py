@@ -145,7 +145,7 @@ def open_incident_record(ctx: Context) -> str:
         from_version=ctx.facts.get("from_version"),
         to_version=ctx.version,
     )
-    incident.save(ctx.primary, ctx.settings, record)
+    record = incident.create(ctx.primary, ctx.settings, record)
     ctx.facts["incident"] = record
     return f"{record['id']} in {incident.incidents_dir(ctx.settings)}"
 

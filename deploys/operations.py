@@ -41,6 +41,17 @@ def rename_command(temp: str, path: str, mode: str, owner: str | None = None) ->
     return f"{chown}chmod {q(mode)} {q(temp)} && mv -f {q(temp)} {q(path)}"
 
 
+def link_new_command(temp: str, path: str, mode: str) -> str:
+    """TEMP gets MODE, then becomes PATH only if PATH does not exist (a hard link is created
+    or refused atomically: two writers never both win); prints `created` or `exists`."""
+    q = shlex.quote
+    drop = f"rm -f {q(temp)}"
+    return (
+        f"chmod {q(mode)} {q(temp)} && if ln {q(temp)} {q(path)} 2>/dev/null; then {drop};"
+        f" echo created; elif [ -e {q(path)} ]; then {drop}; echo exists; else {drop}; exit 1; fi"
+    )
+
+
 def up_to_date(info, digest: str | None, wanted: str, mode: str, user, group) -> bool:
     """Whether the file pyinfra's File fact describes (INFO) with sha256 DIGEST already holds
     WANTED with MODE (and USER, GROUP when given)."""

@@ -10,7 +10,8 @@ and answers scripted outputs, chosen by command prefix or regular expression.
 Rules are tried in the order they were added; the first that matches answers. An answer is a
 string (stdout, success), a Reply (stdout, stderr, ok) or a callable taking the command text and
 returning either. A command no rule matches succeeds with no output (or fails the test when the
-host is `strict`). Uploaded files (`put_file`) land in `files`.
+host is `strict`). Uploaded files (`put_file`) land in `files`; an exclusive create
+(deploys.operations.link_new_command) moves the upload to its name unless that name is taken.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Reply:
 
 
 Answer = str | Reply | Callable[[str], "str | Reply"]
+LINK_NEW = re.compile(r"if ln (\S+) (\S+) 2>/dev/null; then")
 
 
 class FakeHost:
@@ -55,6 +57,13 @@ class FakeHost:
                 answer = answers.pop(0) if len(answers) > 1 else answers[0]
                 answer = answer(text) if callable(answer) else answer
                 return Reply(answer) if isinstance(answer, str) else answer
+        if link := LINK_NEW.search(text):
+            temp, path = link.groups()
+            content = self.files.pop(temp, b"")
+            if path in self.files:
+                return Reply("exists")
+            self.files[path] = content
+            return Reply("created")
         if self.strict:
             raise AssertionError(f"{self.name}: unexpected command {text!r}")
         return Reply()

@@ -181,6 +181,11 @@ def test_an_upload_goes_into_a_fresh_private_file_first():
         "chown deploy: /o/.x.tmp-cerniq && chmod 644 /o/.x.tmp-cerniq"
         " && mv -f /o/.x.tmp-cerniq /o/x"
     )
+    assert operations.link_new_command("/o/.i.tmp-cerniq-1a", "/o/i", "640") == (
+        "chmod 640 /o/.i.tmp-cerniq-1a && if ln /o/.i.tmp-cerniq-1a /o/i 2>/dev/null;"
+        " then rm -f /o/.i.tmp-cerniq-1a; echo created; elif [ -e /o/i ];"
+        " then rm -f /o/.i.tmp-cerniq-1a; echo exists; else rm -f /o/.i.tmp-cerniq-1a; exit 1; fi"
+    )
 
 
 def test_trust_records_an_unknown_key_and_never_replaces_a_changed_one():
